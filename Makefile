@@ -1,0 +1,59 @@
+# tokenops.rotation: `make demo` and `make test` work from a fresh clone; everything they need
+# is installed here (a virtual environment in .venv, the collection in .build).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+BUILD := .build
+INSTALLED := $(BUILD)/installed
+SANITY := $(BUILD)/sanity/ansible_collections/tokenops/rotation
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(INSTALLED)
+export TOKENOPS_COLLECTIONS_PATH := $(CURDIR)/$(INSTALLED)
+export ANSIBLE_LOCAL_TEMP := $(CURDIR)/$(BUILD)/ansible-tmp
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: all venv collection demo test unit integration sanity lint docs clean
+
+all: test
+
+$(BIN)/.installed: requirements.txt tests/requirements.txt tests/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r tests/requirements.txt -c tests/constraints.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+# Build the collection as Galaxy would, and install that artifact: the demo and the
+# integration tests run what a user would install.
+collection: venv
+	rm -rf $(BUILD)/dist $(INSTALLED)
+	mkdir -p $(BUILD)/dist $(INSTALLED) $(ANSIBLE_LOCAL_TEMP)
+	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist . >/dev/null
+	$(BIN)/ansible-galaxy collection install --force -p $(INSTALLED) $(BUILD)/dist/tokenops-rotation-*.tar.gz >/dev/null
+
+demo: collection
+	$(PY) playbooks/demo/run_demo.py
+
+sanity: venv
+	rm -rf $(BUILD)/sanity
+	mkdir -p $(SANITY)
+	git ls-files -co --exclude-standard -z | xargs -0 -I{} cp --parents {} $(SANITY)/
+	cd $(SANITY) && $(CURDIR)/$(BIN)/ansible-test sanity --python $$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
+		--color no --skip-test shebang --exclude tests/simulators/ --exclude tests/fixtures/ --exclude benchmarks/
+
+lint: collection
+	$(BIN)/ansible-lint --profile production --offline roles playbooks
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+integration: collection
+	$(PY) -m pytest tests/integration
+
+# Sanity and lint first: they are quick to fail. pytest last: its summary closes the output.
+test: collection sanity lint
+	$(PY) -m pytest tests/unit tests/integration
+
+clean:
+	rm -rf $(BUILD) $(VENV)

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""`make demo`: start the simulators, rotate their tokens twice with the embedded file store,
+print a table of what happened. The second run must change nothing.
+
+The simulators keep their state in .build/demo, so `make demo` run again changes nothing either.
+"""
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / ".build" / "demo"
+BIN = Path(sys.executable).parent
+
+
+def start_simulator(product, extra=()):
+    info = DEMO / ("%s.json" % product)
+    if info.exists():
+        info.unlink()
+    log = open(DEMO / ("%s-simulator.log" % product), "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.simulators", product, "--port", "0", "--tls",
+         "--state-file", str(DEMO / ("%s-state.json" % product)), "--info-file", str(info)] + list(extra),
+        cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 20
+    while not info.exists():
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            sys.exit("the %s simulator did not start; see %s" % (product, log.name))
+        time.sleep(0.1)
+    time.sleep(0.1)
+    return proc, json.loads(info.read_text())
+
+
+def write_inventory(das):
+    password_file = DEMO / "vault-pass"
+    if not password_file.exists():
+        password_file.write_text(secrets.token_urlsafe(24) + "\n")
+        password_file.chmod(0o600)
+    store = {"backend": "file", "file_path": str(DEMO / "store.vault"), "vault_password_file": str(password_file)}
+    inventory = {
+        "all": {
+            "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+            "children": {
+                "das": {"hosts": {"das-demo": {
+                    "das_url": das["url"],
+                    "das_ca_path": das.get("ca_path") or "",
+                    "das_store": store,
+                    "das_report_file": str(DEMO / "report-das.json"),
+                    "das_rotate_before": "6h",
+                    "das_tokens": [
+                        {"id": "systems/payments/opa", "description": "OPA of the payments system",
+                         "allow_path_patterns": ["^/v1/systems/payments/.*"], "ttl": "720h",
+                         "role_bindings": [{"role_id": "SystemOPA", "resource_kind": "system", "resource_id": "payments"}]},
+                        {"id": "ci-deployer", "description": "CI pipeline", "allow_path_patterns": ["^/v1/policies/.*"],
+                         "ttl": "168h", "strategy": "overlap", "grace_period": "1h"},
+                        {"id": "reporting", "description": "Nightly reports", "allow_path_patterns": ["^/v1/systems$"],
+                         "ttl": "24h"},
+                    ],
+                }}},
+            },
+        }
+    }
+    path = DEMO / "inventory.json"
+    path.write_text(json.dumps(inventory, indent=2))
+    return path
+
+
+def run_playbook(inventory, env, label):
+    log = DEMO / ("%s.log" % label)
+    with open(log, "wb") as out:
+        code = subprocess.call([str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / "playbooks" / "demo.yml")],
+                               cwd=str(REPO), env=env, stdout=out, stderr=subprocess.STDOUT)
+    if code != 0:
+        sys.stdout.write(log.read_text())
+        sys.exit("%s failed (exit %d); the output is above and in %s" % (label, code, log))
+    rows = []
+    for report in sorted(DEMO.glob("report-*.json")):
+        rows.extend(json.loads(report.read_text()))
+        report.unlink()
+    return rows
+
+
+def table(runs):
+    header = ("host", "token", "run 1", "run 2", "live id", "fingerprint", "expires at")
+    first, second = runs
+    by_key = {(r["host"], r["id"]): r for r in second}
+    lines = []
+    for row in first:
+        other = by_key.get((row["host"], row["id"]), {})
+        lines.append((row["host"], row["id"], row["action"], other.get("action", "-"), other.get("token_id") or "",
+                      other.get("fingerprint") or "", other.get("expires_at") or ""))
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+    fmt = "  ".join("%%-%ds" % w for w in widths)
+    print(fmt % header)
+    print(fmt % tuple("-" * w for w in widths))
+    for line in lines:
+        print(fmt % line)
+
+
+def main():
+    DEMO.mkdir(parents=True, exist_ok=True)
+    procs = []
+    try:
+        das_proc, das = start_simulator("das")
+        procs.append(das_proc)
+        inventory = write_inventory(das)
+        env = dict(os.environ)
+        env["STYRA_DAS_TOKEN"] = das["admin_token"]   # through the environment, never the command line
+        env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+        runs = [run_playbook(inventory, env, "run-1"), run_playbook(inventory, env, "run-2")]
+        print()
+        print("tokenops.rotation demo: each token rotated against its simulator, secrets in %s" % (DEMO / "store.vault"))
+        print()
+        table(runs)
+        print()
+        changed = [r for r in runs[1] if r.get("changed")]
+        if changed:
+            sys.exit("the second run changed %s; it should have changed nothing" % ", ".join(r["id"] for r in changed))
+        print("The second run changed nothing. Open the store with:")
+        print("  .venv/bin/ansible-vault view --vault-password-file %s %s" % (DEMO / "vault-pass", DEMO / "store.vault"))
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+if __name__ == "__main__":
+    main()

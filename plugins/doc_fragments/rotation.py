@@ -1,0 +1,55 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # When a token is due: the policy every token module shares.
+    DOCUMENTATION = r"""
+options:
+  rotate_before:
+    description:
+      - Rotate when less than this is left before the token expires.
+      - A duration (C(90d), C(24h), C(1h30m), C(45s), or a number of seconds), or a percentage of
+        the token's lifetime (C(20%)).
+    type: str
+    default: 20%
+  max_age:
+    description:
+      - Rotate when the secret is older than this duration, whatever its expiry.
+    type: str
+"""
+
+    # The options of the modules that change things (the *_info modules do not take them).
+    RUN = r"""
+options:
+  lock_timeout:
+    description:
+      - How long another run's rotation intent in the store keeps this run away.
+      - An intent older than this, or one whose process on this host is gone, is taken over and
+        recovered.
+    type: str
+    default: 5m
+  return_secret:
+    description:
+      - Return the current secret in the result (as C(secret), masked by C(no_log) in output).
+      - Off by default; consumers should read the secret from the store.
+    type: bool
+    default: false
+  concurrency:
+    description:
+      - How many tokens of one task are handled at the same time.
+    type: int
+    default: 4
+notes:
+  - The store is the lock. A rotation writes its intent to the store entry (check-and-set) before
+    it asks the product for a new secret, and writes the new secret to the store before it does
+    anything else. A second run that finds the intent backs off; a run that finds an intent whose
+    holder died recovers it.
+  - Check mode reads the product and the store and reports what a real run would do; it never
+    writes to either.
+  - Diff mode shows fingerprints (C(sha256:) and 12 hex digits), times and ids, never a secret.
+"""

@@ -1,0 +1,106 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # Where secrets are persisted: HashiCorp Vault / OpenBao KV v2, or an ansible-vault file.
+    DOCUMENTATION = r"""
+options:
+  store:
+    description:
+      - The secret store every minted secret is written to before the task returns.
+      - One entry per credential, at C(<prefix>/<product>/<host>/<token id>) unless a token sets
+        C(store_path). Consumers read its C(secret) key (see the C(tokenops.rotation.token) lookup).
+      - Every write is check-and-set against the version read at the start of the run.
+    type: dict
+    suboptions:
+      backend:
+        description:
+          - C(file) keeps entries in one local file encrypted in the C(ansible-vault) format
+            (C(ansible-vault view FILE) opens it). C(vault) uses a HashiCorp Vault or OpenBao KV
+            version 2 mount.
+        type: str
+        choices: [file, vault]
+        default: file
+      prefix:
+        description: First part of every entry path.
+        type: str
+        default: tokenops
+      host:
+        description:
+          - Third part of the entry path. Defaults to the host (and port) of O(url); roles pass
+            C(inventory_hostname).
+        type: str
+      file_path:
+        description:
+          - The file of the C(file) backend.
+          - Falls back to the environment variable E(TOKENOPS_STORE_FILE).
+        type: path
+        default: ~/.ansible/tokenops/store.vault
+      vault_password_file:
+        description:
+          - File with the password of the C(file) backend (an executable is run and its output
+            used, as C(ansible-vault) does).
+          - Falls back to the environment variable E(ANSIBLE_VAULT_PASSWORD_FILE).
+        type: path
+      vault_password:
+        description: The password of the C(file) backend.
+        type: str
+      url:
+        description:
+          - Address of the Vault or OpenBao server.
+          - Falls back to the environment variable E(VAULT_ADDR).
+        type: str
+      auth_method:
+        description:
+          - How to log in to Vault.
+          - Falls back to the environment variable E(VAULT_AUTH_METHOD).
+        type: str
+        choices: [token, approle]
+        default: token
+      token:
+        description:
+          - Vault token, for O(store.auth_method=token).
+          - Falls back to the environment variable E(VAULT_TOKEN).
+        type: str
+      role_id:
+        description:
+          - AppRole role id.
+          - Falls back to the environment variable E(VAULT_ROLE_ID).
+        type: str
+      secret_id:
+        description:
+          - AppRole secret id.
+          - Falls back to the environment variable E(VAULT_SECRET_ID).
+        type: str
+      approle_mount:
+        description: Mount point of the AppRole auth method.
+        type: str
+        default: approle
+      namespace:
+        description:
+          - Vault Enterprise or OpenBao namespace.
+          - Falls back to the environment variable E(VAULT_NAMESPACE).
+        type: str
+      mount_point:
+        description: Mount point of the KV version 2 secrets engine.
+        type: str
+        default: secret
+      ca_cert:
+        description:
+          - PEM file of the CA that signed the Vault server's certificate.
+          - Falls back to the environment variable E(VAULT_CACERT).
+        type: path
+      validate_certs:
+        description: Verify the Vault server's TLS certificate.
+        type: bool
+        default: true
+      timeout:
+        description: Seconds to wait for each Vault request.
+        type: int
+        default: 10
+"""

@@ -1,0 +1,261 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one HTTP layer every product client uses.
+
+One requests session per module run, timeouts, TLS settings, retries for safe requests only,
+one error type (ApiError) and redaction of every secret the run has seen.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import email.utils
+import random
+import threading
+import time
+
+try:
+    import requests
+    from requests.adapters import HTTPAdapter
+    HAS_REQUESTS = True
+    REQUESTS_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - reported by the module base
+    HAS_REQUESTS = False
+    REQUESTS_IMPORT_ERROR = exc
+
+try:
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover - Python 2 is not supported, keeps sanity's compile test quiet
+    from urlparse import urlsplit  # type: ignore
+
+RETRY_STATUSES = (429, 502, 503, 504)
+REDACTED = "<redacted>"
+
+
+class Redactor:
+    """Every secret a run has seen; `scrub` replaces them in any text.
+
+    The module base also adds each secret to AnsibleModule.no_log_values, so Ansible masks it in
+    results; this class covers the strings we build ourselves (error messages, warnings).
+    """
+
+    def __init__(self):
+        self._secrets = set()
+        self._lock = threading.Lock()
+        self.on_add = None
+
+    def add(self, value):
+        if not value or not isinstance(value, str) or len(value) < 4:
+            return
+        with self._lock:
+            self._secrets.add(value)
+        if self.on_add is not None:
+            self.on_add(value)
+
+    def scrub(self, text):
+        if text is None:
+            return text
+        text = str(text)
+        with self._lock:
+            secrets_ = sorted(self._secrets, key=len, reverse=True)
+        for value in secrets_:
+            if value in text:
+                text = text.replace(value, REDACTED)
+        return text
+
+
+class ApiError(Exception):
+    """A product API call that failed. Carries what a person needs, never a secret.
+
+    `outcome_unknown` is true when the request may have been carried out by the server although
+    no answer arrived (connection dropped after sending, read timeout): the rotation flow treats
+    such a mint as possibly committed.
+    """
+
+    def __init__(self, product, step, method, url, status=None, code=None, message=None,
+                 retry_after=None, outcome_unknown=False):
+        self.product = product
+        self.step = step
+        self.method = method
+        self.url = url
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
+        super(ApiError, self).__init__(self.describe())
+
+    def describe(self):
+        path = urlsplit(self.url).path if self.url else ""
+        text = "%s: %s failed: %s %s" % (self.product, self.step, self.method, path)
+        if self.status is not None:
+            text += " returned HTTP %s" % self.status
+        if self.code:
+            text += " (error code %s)" % self.code
+        if self.message:
+            text += ": %s" % self.message
+        return text
+
+    def to_dict(self):
+        return dict(product=self.product, step=self.step, method=self.method, status=self.status,
+                    code=self.code, outcome_unknown=self.outcome_unknown)
+
+
+def parse_retry_after(value, now=None):
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+def backoff_delay(attempt, base, cap):
+    """Full-jitter exponential backoff, as the AWS architecture blog recommends."""
+    return random.uniform(0, min(cap, base * (2 ** attempt)))
+
+
+class HttpClient:
+    """A product's connection: base URL, TLS, timeouts and the retry policy.
+
+    `idempotent` on request() says whether repeating the request is safe; GET and HEAD always
+    are. Only idempotent requests are retried, on 429 (after Retry-After), 502, 503, 504 and on
+    connection errors, so a request that mints a secret is never sent twice by this layer.
+    """
+
+    def __init__(self, product, base_url, validate_certs=True, ca_path=None, timeout=30, retries=3,
+                 backoff_base=0.5, backoff_cap=8.0, max_retry_after=60.0, redactor=None,
+                 pool_size=10, user_agent="tokenops.rotation", sleep=time.sleep, error_parser=None):
+        if not HAS_REQUESTS:
+            raise RuntimeError("the Python library requests is required: %s" % REQUESTS_IMPORT_ERROR)
+        self.product = product
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.max_retry_after = max_retry_after
+        self.redactor = redactor or Redactor()
+        self.sleep = sleep
+        self.error_parser = error_parser or default_error_parser
+        self.request_count = 0
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.headers["User-Agent"] = user_agent
+        if ca_path:
+            self.session.verify = ca_path
+        else:
+            self.session.verify = bool(validate_certs)
+        self._count_lock = threading.Lock()
+
+    def url(self, path):
+        if path.startswith("http://") or path.startswith("https://"):
+            return path
+        return self.base_url + "/" + path.lstrip("/")
+
+    def request(self, step, method, path, json=None, data=None, headers=None, bearer=None,
+                idempotent=None, ok=(200,), timeout=None):
+        """Send one request; return the response when its status is in `ok`, else raise ApiError."""
+        method = method.upper()
+        url = self.url(path)
+        if idempotent is None:
+            idempotent = method in ("GET", "HEAD")
+        headers = dict(headers or {})
+        if bearer:
+            self.redactor.add(bearer)
+            headers["Authorization"] = "Bearer %s" % bearer
+        attempt = 0
+        while True:
+            try:
+                with self._count_lock:
+                    self.request_count += 1
+                response = self.session.request(method, url, json=json, data=data, headers=headers,
+                                                timeout=timeout or self.timeout)
+            except requests.exceptions.RequestException as exc:
+                # A connection that was refused never reached the server; anything later may have.
+                unknown = not isinstance(exc, requests.exceptions.ConnectTimeout) and not _refused(exc)
+                if idempotent and attempt < self.retries:
+                    self.sleep(backoff_delay(attempt, self.backoff_base, self.backoff_cap))
+                    attempt += 1
+                    continue
+                raise ApiError(self.product, step, method, url, message=self.redactor.scrub(_exc_text(exc)),
+                               outcome_unknown=unknown and method not in ("GET", "HEAD"))
+            if response.status_code in ok:
+                return response
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if idempotent and response.status_code in RETRY_STATUSES and attempt < self.retries:
+                if retry_after is not None:
+                    if retry_after > self.max_retry_after:
+                        raise self._error(step, method, url, response, retry_after)
+                    delay = retry_after
+                else:
+                    delay = backoff_delay(attempt, self.backoff_base, self.backoff_cap)
+                self.sleep(delay)
+                attempt += 1
+                continue
+            raise self._error(step, method, url, response, retry_after)
+
+    def _error(self, step, method, url, response, retry_after):
+        code, message = self.error_parser(response)
+        # A gateway error on a write may hide a commit; a definite 4xx did not commit.
+        unknown = method not in ("GET", "HEAD") and response.status_code in (502, 504)
+        return ApiError(self.product, step, method, url, status=response.status_code,
+                        code=self.redactor.scrub(code), message=self.redactor.scrub(message),
+                        retry_after=retry_after, outcome_unknown=unknown)
+
+    def close(self):
+        self.session.close()
+
+
+def default_error_parser(response):
+    """(code, message) from a JSON error body in the common shapes; plain text is cut short."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = (response.text or "").strip()
+        return None, text[:200] or None
+    if isinstance(body, dict):
+        code = body.get("code") or body.get("error")
+        message = body.get("message") or body.get("error_description")
+        if isinstance(body.get("error"), dict):  # GNAP: {"error": {"code": ..., "description": ...}}
+            code = body["error"].get("code")
+            message = body["error"].get("description")
+        if code is not None and not isinstance(code, str):
+            code = str(code)
+        if message is not None and not isinstance(message, str):
+            message = str(message)
+        return code, message
+    return None, None
+
+
+def _refused(exc):
+    text = str(exc).lower()
+    return "connection refused" in text or "failed to establish a new connection" in text or "name or service not known" in text
+
+
+def _exc_text(exc):
+    """A short reason for a transport error, without the URL's query or a header."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS error: %s" % _last_reason(exc)
+    if isinstance(exc, requests.exceptions.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return "connection error: %s" % _last_reason(exc)
+    return exc.__class__.__name__
+
+
+def _last_reason(exc):
+    text = str(exc)
+    if "(Caused by" in text:
+        text = text.split("(Caused by", 1)[1].rstrip(")")
+    return text.strip()[:200]

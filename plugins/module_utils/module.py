@@ -1,0 +1,253 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The module wrapper every token module uses.
+
+Shared option specs (connection, store, rotation policy), one HTTP client and one store per
+run, secrets registered with Ansible's no_log machinery as soon as they are seen, a list of
+tokens handled with bounded concurrency, and the mapping of every error to one result shape.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+
+from ansible_collections.tokenops.rotation.plugins.module_utils.http import (
+    HAS_REQUESTS,
+    REQUESTS_IMPORT_ERROR,
+    ApiError,
+    HttpClient,
+    Redactor,
+)
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import (
+    BackOff,
+    Flow,
+    FlowError,
+    Policy,
+    diff_text,
+    parse_duration,
+    result_for,
+)
+from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
+    STORE_ARG_SPEC,
+    StoreConfigError,
+    StoreError,
+    path_for,
+    store_from_params,
+)
+
+try:
+    from urllib.parse import urlsplit
+except ImportError:  # pragma: no cover
+    from urlparse import urlsplit  # type: ignore
+
+
+def connection_spec(url_env):
+    """Options of doc fragment tokenops.rotation.connection."""
+    return dict(
+        url=dict(type="str", required=True, fallback=(env_fallback, [url_env])),
+        validate_certs=dict(type="bool", default=True),
+        ca_path=dict(type="path"),
+        timeout=dict(type="float", default=30),
+        retries=dict(type="int", default=3),
+    )
+
+
+# Doc fragment tokenops.rotation.rotation: when a token is due.
+POLICY_SPEC = dict(
+    rotate_before=dict(type="str", default="20%"),
+    max_age=dict(type="str"),
+)
+
+# Doc fragment tokenops.rotation.rotation.run: how a changing module runs.
+RUN_SPEC = dict(
+    lock_timeout=dict(type="str", default="5m"),
+    return_secret=dict(type="bool", default=False),
+    concurrency=dict(type="int", default=4),
+)
+
+STORE_SPEC = dict(store=STORE_ARG_SPEC)
+
+
+class InputError(Exception):
+    """Bad input found by a product's own checks; reported before any request."""
+
+
+class TokenModule:
+    """A product module's run: options in, one client and one store, the flow per token."""
+
+    product = None          # "das"
+    product_name = None     # "Styra DAS"
+    url_env = None
+
+    def __init__(self, argument_spec, run_options=True, **kwargs):
+        spec = {}
+        spec.update(connection_spec(self.url_env))
+        spec.update(STORE_SPEC)
+        spec.update(POLICY_SPEC)
+        if run_options:
+            spec.update(RUN_SPEC)
+        spec.update(argument_spec)
+        kwargs.setdefault("supports_check_mode", True)
+        self.module = AnsibleModule(argument_spec=spec, **kwargs)
+        self.params = self.module.params
+        if not HAS_REQUESTS:
+            self.module.fail_json(msg="the Python library requests is required by tokenops.rotation",
+                                  exception=str(REQUESTS_IMPORT_ERROR))
+        self.redactor = Redactor()
+        self._no_log_lock = threading.Lock()
+        self.redactor.on_add = self._mark_no_log
+        self.warnings = []
+        self.extra_output = {}
+        self._warn_lock = threading.Lock()
+        try:
+            self.policy = Policy.from_params(self.params)
+            self.params.setdefault("concurrency", 4)
+            self.params.setdefault("return_secret", False)
+            self.lock_timeout = parse_duration(self.params.get("lock_timeout") or "5m", "lock_timeout")
+            if self.params["concurrency"] < 1:
+                raise ValueError("concurrency must be at least 1")
+            self.validate()
+            self.store = store_from_params(self.params["store"])
+        except (ValueError, InputError, StoreConfigError) as exc:
+            self.fail(str(exc))
+        self.client = None
+
+    # -- hooks for products
+
+    def validate(self):
+        """Product checks of the input; raise InputError or ValueError. No request may be sent here."""
+
+    def token_specs(self):
+        """The list of per-token option dicts this run handles."""
+        raise NotImplementedError
+
+    def run_token(self, spec):
+        """Handle one token; return a result dict (rotation.result_for)."""
+        raise NotImplementedError
+
+    # -- shared machinery
+
+    def _mark_no_log(self, value):
+        with self._no_log_lock:
+            self.module.no_log_values.add(value)
+
+    def secret(self, value):
+        """Register a secret the run has seen, so neither Ansible nor our messages show it."""
+        self.redactor.add(value)
+        return value
+
+    def warn(self, text):
+        with self._warn_lock:
+            self.warnings.append(self.redactor.scrub(text))
+
+    def http(self, **overrides):
+        if self.client is None:
+            p = self.params
+            kwargs = dict(validate_certs=p["validate_certs"], ca_path=p["ca_path"], timeout=p["timeout"],
+                          retries=p["retries"], redactor=self.redactor, pool_size=max(4, p["concurrency"] * 2))
+            kwargs.update(overrides)
+            self.client = HttpClient(self.product_name, p["url"], **kwargs)
+        return self.client
+
+    @property
+    def host(self):
+        parts = urlsplit(self.params["url"])
+        return parts.netloc or parts.path
+
+    def store_path(self, token_id, explicit=None):
+        if explicit:
+            return explicit.strip("/")
+        return path_for(self.params["store"], self.product, self.host, token_id)
+
+    def flow(self, path):
+        return Flow(self.store, path, self.product, check_mode=self.module.check_mode, lock_timeout=self.lock_timeout)
+
+    def fail(self, msg, **kwargs):
+        self.module.fail_json(msg=self.redactor.scrub(msg), **kwargs)
+
+    def _guarded(self, spec):
+        """run_token with every error mapped to a result; never raises."""
+        name = spec.get("id")
+        try:
+            return self.run_token(spec)
+        except BackOff as exc:
+            return result_for(name, "none", changed=False, msg=str(exc), backed_off=True)
+        except ApiError as exc:
+            return dict(id=name, changed=False, failed=True, action="failed", msg=self.redactor.scrub(str(exc)),
+                        error=exc.to_dict())
+        except FlowError as exc:
+            out = dict(id=name, changed=False, failed=True, action=exc.action or "failed",
+                       msg=self.redactor.scrub(str(exc)), step=exc.step)
+            out.update(exc.details)
+            return out
+        except StoreError as exc:
+            return dict(id=name, changed=False, failed=True, action="failed",
+                        msg=self.redactor.scrub("%s: store (%s): %s" % (self.product_name, self.store.describe(), exc)))
+        except (InputError, ValueError) as exc:
+            return dict(id=name, changed=False, failed=True, action="failed", msg=self.redactor.scrub(str(exc)))
+        except Exception as exc:  # a bug: report it without a secret, keep the traceback for -vvv
+            return dict(id=name, changed=False, failed=True, action="failed",
+                        msg=self.redactor.scrub("%s: unexpected error: %s: %s" % (self.product_name, exc.__class__.__name__, exc)),
+                        exception=self.redactor.scrub(traceback.format_exc()))
+
+    def run(self):
+        specs = self.token_specs()
+        workers = min(self.params["concurrency"], max(1, len(specs)))
+        if workers == 1:
+            results = [self._guarded(s) for s in specs]
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                results = list(pool.map(self._guarded, specs))
+        self.exit(results, single=self.single)
+
+    single = False
+
+    def exit(self, results, single=False):
+        diffs = [r.pop("_diff") for r in results if "_diff" in r]
+        failed = [r for r in results if r.get("failed")]
+        out = dict(changed=any(r.get("changed") for r in results))
+        for value in self.extra_output.values():
+            out["changed"] = out["changed"] or bool(value.get("changed"))
+        out.update(self.extra_output)
+        if single:
+            changed = out["changed"]
+            out.update(results[0])
+            out["changed"] = changed
+        else:
+            out["results"] = results
+        if diffs:
+            out["diff"] = diffs if len(diffs) > 1 else diffs[0]
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        if failed:
+            out.pop("failed", None)
+            msg = "; ".join("%s: %s" % (r.get("id"), r.get("msg")) for r in failed) if not single else failed[0].get("msg")
+            out.pop("msg", None)
+            self.module.fail_json(msg=self.redactor.scrub(msg), **out)
+        if self.client is not None:
+            self.client.close()
+        self.module.exit_json(**out)
+
+
+def with_diff(result, before, after, header):
+    """Attach a fingerprint-only diff to a result (the module base moves it to `diff`)."""
+    if diff_text(before) == diff_text(after):
+        return result
+    result["_diff"] = dict(before=diff_text(before), after=diff_text(after), before_header=header, after_header=header)
+    return result
+
+
+def merged(defaults, item, keys):
+    """A per-token spec: the item's values over the module's top-level ones."""
+    spec = {}
+    for key in keys:
+        value = item.get(key) if item else None
+        spec[key] = copy.deepcopy(value if value is not None else defaults.get(key))
+    return spec

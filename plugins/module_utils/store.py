@@ -1,0 +1,252 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) tokenops developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The secret store interface: errors, Entry, Store, the `store` option spec and the factory.
+
+Backends live in store_vault.py (Vault / OpenBao KV v2) and store_file.py (one ansible-vault
+encrypted file). Every error raised here or by a backend names the operation and the path, never
+a token, a password, a secret_id or a stored value.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import re
+
+from ansible.module_utils.basic import env_fallback
+
+
+class StoreError(Exception):
+    """Base of every store error; the message never contains secret values."""
+
+
+class StoreConfigError(StoreError):
+    """Bad or missing settings; raised before any request is sent or any file is touched."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached: connection refused, timeout, 5xx, sealed, disk error."""
+
+
+class StoreConflict(StoreError):
+    """Check-and-set mismatch: someone else wrote first."""
+
+
+class StoreDenied(StoreError):
+    """401/403 from Vault, or a vault password that cannot decrypt the file."""
+
+
+class Entry:
+    """What a read returns.
+
+    ``data`` is None when the entry does not exist. ``version`` is the check-and-set value for
+    the next write: 0 when the entry has never existed (or was deleted with all its versions);
+    with KV v2 a soft-deleted latest version reads as ``data=None`` with that version number.
+    """
+
+    __slots__ = ('data', 'version')
+
+    def __init__(self, data=None, version=0):
+        self.data = data
+        self.version = int(version or 0)
+
+    @property
+    def exists(self):
+        return self.data is not None
+
+    def __eq__(self, other):
+        if not isinstance(other, Entry):
+            return NotImplemented
+        return self.data == other.data and self.version == other.version
+
+    def __ne__(self, other):
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    __hash__ = None
+
+    def __repr__(self):
+        # never show the data: it holds secrets
+        return 'Entry(exists=%r, version=%d)' % (self.exists, self.version)
+
+
+class Store:
+    """Interface of a store backend."""
+
+    kind = None  # "vault" or "file"
+
+    def read(self, path):
+        """Return the Entry at path (Entry(None, 0) when absent)."""
+        raise NotImplementedError
+
+    def write(self, path, data, cas):
+        """Write data (a dict) at path if the current version equals cas (0: must not exist).
+
+        Returns the new version; raises StoreConflict when the current version differs.
+        """
+        raise NotImplementedError
+
+    def delete(self, path):
+        """Remove the entry and all its versions; False when it did not exist."""
+        raise NotImplementedError
+
+    def list(self, prefix):
+        """Entry paths below prefix, recursively, sorted."""
+        raise NotImplementedError
+
+    def describe(self):
+        """A one-line description without secrets: "vault https://host:8200 mount secret", "file /path"."""
+        raise NotImplementedError
+
+    def close(self):
+        """Release resources (HTTP sessions); the store must not be used afterwards."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+DEFAULT_FILE_PATH = '~/.ansible/tokenops/store.vault'
+
+# Suboptions of the module's `store` option (see plugins/doc_fragments/store.py).
+STORE_OPTIONS = dict(
+    backend=dict(type='str', default='file', choices=['file', 'vault']),
+    prefix=dict(type='str', default='tokenops'),
+    host=dict(type='str'),
+    file_path=dict(type='path', default=DEFAULT_FILE_PATH, fallback=(env_fallback, ['TOKENOPS_STORE_FILE'])),
+    vault_password_file=dict(type='path', fallback=(env_fallback, ['ANSIBLE_VAULT_PASSWORD_FILE'])),
+    vault_password=dict(type='str', no_log=True),
+    url=dict(type='str', fallback=(env_fallback, ['VAULT_ADDR'])),
+    auth_method=dict(type='str', default='token', choices=['token', 'approle'], fallback=(env_fallback, ['VAULT_AUTH_METHOD'])),
+    token=dict(type='str', no_log=True, fallback=(env_fallback, ['VAULT_TOKEN'])),
+    role_id=dict(type='str', fallback=(env_fallback, ['VAULT_ROLE_ID'])),
+    secret_id=dict(type='str', no_log=True, fallback=(env_fallback, ['VAULT_SECRET_ID'])),
+    approle_mount=dict(type='str', default='approle'),
+    namespace=dict(type='str', fallback=(env_fallback, ['VAULT_NAMESPACE'])),
+    mount_point=dict(type='str', default='secret'),
+    ca_cert=dict(type='path', fallback=(env_fallback, ['VAULT_CACERT'])),
+    validate_certs=dict(type='bool', default=True),
+    timeout=dict(type='int', default=10),
+)
+
+# The module's `store` option: argument_spec=dict(store=STORE_ARG_SPEC, ...)
+STORE_ARG_SPEC = dict(type='dict', apply_defaults=True, options=STORE_OPTIONS)
+
+
+def _defaults():
+    return dict((name, spec.get('default')) for name, spec in STORE_OPTIONS.items())
+
+
+def store_params(params):
+    """Fill the suboptions missing from params (or None) with their defaults (not env)."""
+    merged = _defaults()
+    for key, value in (params or {}).items():
+        if value is not None:
+            merged[key] = value
+    return merged
+
+
+def resolve_store_params(params=None):
+    """Validate a raw `store` dict the way a module would (types, choices, env fallbacks, defaults).
+
+    For callers that are not modules (the lookup plugin, tests). Raises StoreConfigError.
+    """
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    result = ArgumentSpecValidator({'store': STORE_ARG_SPEC}).validate({'store': dict(params or {})})
+    if result.error_messages:
+        # validation messages name options and types; no_log values are never echoed
+        raise StoreConfigError('invalid store settings: %s' % '; '.join(result.error_messages))
+    return result.validated_parameters['store']
+
+
+_SEGMENT_BAD = re.compile(r'[\x00-\x1f\x7f]')
+
+
+def check_path(path, what='store path'):
+    """Return path normalised (no leading/trailing '/'); StoreConfigError on '..', '.', empty segments or control characters."""
+    if not isinstance(path, str):
+        raise StoreConfigError('%s must be a string, got %s' % (what, type(path).__name__))
+    stripped = path.strip().strip('/')
+    if not stripped:
+        raise StoreConfigError('%s is empty' % what)
+    for segment in stripped.split('/'):
+        if segment in ('', '.', '..'):
+            raise StoreConfigError("%s %r has an empty, '.' or '..' segment" % (what, path))
+        if segment != segment.strip() or _SEGMENT_BAD.search(segment):
+            raise StoreConfigError('%s %r has a segment with surrounding blanks or control characters' % (what, path))
+    return stripped
+
+
+def check_prefix(prefix, what='store prefix'):
+    """Like check_path, but an empty prefix (the root) is allowed."""
+    if prefix is None or (isinstance(prefix, str) and not prefix.strip().strip('/')):
+        return ''
+    return check_path(prefix, what)
+
+
+def normalize_host(host):
+    """'https://User@Das.Example.com:8443/api' -> 'das.example.com_8443'; 'h:443' -> 'h_443'.
+
+    A URL's host is lowercased; user info is dropped (it may hold a password); ':' becomes '_'.
+    """
+    if host is None:
+        return ''
+    value = str(host).strip()
+    if '://' in value:
+        value = value.split('://', 1)[1]
+        value = value.split('/', 1)[0].split('?', 1)[0].split('#', 1)[0]
+        value = value.rsplit('@', 1)[-1].lower()
+    value = value.strip('/')
+    if value.startswith('[') and ']' in value:  # [::1]:8443
+        addr, rest = value[1:].split(']', 1)
+        value = addr + rest
+    return value.replace(':', '_')
+
+
+def path_for(params, product, host_default, token_id):
+    """The default entry path `<prefix>/<product>/<host>/<token id>`.
+
+    host is params['host'] when set, else host_default (a host, host:port or the API URL).
+    token_id may contain '/' (DAS system token ids). Raises StoreConfigError.
+    """
+    params = params or {}
+    prefix = params.get('prefix')
+    if prefix is None:
+        prefix = STORE_OPTIONS['prefix']['default']
+    prefix = check_prefix(prefix)
+    product = check_path(product or '', 'product')
+    if '/' in product:
+        raise StoreConfigError('product %r must be a single path segment' % product)
+    host = normalize_host(params.get('host') or host_default)
+    if not host:
+        raise StoreConfigError('cannot build the store path: no store.host and no API host')
+    host = check_path(host, 'store host')
+    if '/' in host:
+        raise StoreConfigError('store host %r must not contain "/"' % host)
+    if token_id is None or str(token_id).strip() == '':
+        raise StoreConfigError('cannot build the store path: the token id is empty')
+    token_id = check_path(str(token_id), 'token id')
+    parts = [p for p in (prefix, product, host, token_id) if p]
+    return '/'.join(parts)
+
+
+def store_from_params(params, request_log=None):
+    """Build the configured Store from the module's validated `store` dict.
+
+    Validates the settings and raises StoreConfigError before touching the network or disk.
+    request_log, when given, is called with (method, path) for every request (vault) or
+    operation (file), so tests can count store traffic.
+    """
+    params = store_params(params)
+    backend = params.get('backend')
+    if backend == 'vault':
+        from ansible_collections.tokenops.rotation.plugins.module_utils.store_vault import VaultStore
+        return VaultStore.from_params(params, request_log=request_log)
+    if backend == 'file':
+        from ansible_collections.tokenops.rotation.plugins.module_utils.store_file import FileStore
+        return FileStore.from_params(params, request_log=request_log)
+    raise StoreConfigError('store.backend must be one of file, vault; got %r' % (backend,))

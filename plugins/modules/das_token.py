@@ -1,0 +1,546 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: das_token
+short_description: Create, rotate and revoke Styra DAS API tokens, persisting every secret to a store
+version_added: 0.1.0
+description:
+  - Manages Styra DAS API tokens (workspace tokens and C(systems/<system id>/<name>) tokens)
+    through C(PUT /v1/tokens/{id}), C(DELETE /v1/tokens/{id}) and their Authz v2 role bindings.
+  - A secret DAS issues is shown once. The module writes it to the configured store in the same
+    task, before it returns, and never returns it unless O(return_secret=true).
+  - Rotation records its intent in the store before it asks DAS for a new secret, so an
+    interrupted run is recovered by the next one (it regenerates again) or reported as
+    C(needs_reconcile) with what a person must do.
+  - O(strategy=overlap) rotates without a moment in which consumers hold a dead secret: a second
+    token id with the same fields and role bindings is created, persisted, verified and promoted,
+    and the old id is revoked after O(grace_period).
+  - The refresher flow of the DAS documentation is supported. A refresher token (role
+    WorkspaceTokenRefresher or SystemTokenRefresher) kept in the store regenerates application
+    tokens, and can renew itself, persisting its new value before anything else.
+author:
+  - tokenops developers
+extends_documentation_fragment:
+  - tokenops.rotation.connection
+  - tokenops.rotation.store
+  - tokenops.rotation.rotation
+  - tokenops.rotation.rotation.run
+attributes:
+  check_mode:
+    support: full
+    description: Reads DAS and the store, predicts the action exactly, writes nothing.
+  diff_mode:
+    support: full
+    description: Shows fingerprints, ids and times; never a secret.
+options:
+  url:
+    description:
+      - The DAS tenant, for example C(https://example.styra.com).
+      - Falls back to the environment variable E(STYRA_DAS_URL).
+  state:
+    description:
+      - V(present) makes sure the token exists, its fields and role bindings are as given, and its
+        secret is in the store; it rotates only when the policy says the token is due.
+      - V(rotated) rotates now.
+      - V(absent) revokes the token (and the previous id of an overlap), removes it from its role
+        bindings and deletes the store entry.
+    type: str
+    choices: [present, rotated, absent]
+    default: present
+  id:
+    description:
+      - The token id. Workspace tokens have ids such as C(application-token) or C(ci/deployer);
+        system tokens C(systems/<system id>/<name>).
+      - Mutually exclusive with O(tokens).
+    type: str
+  tokens:
+    description:
+      - Several tokens in one task, handled with O(concurrency) at a time. Each item takes the
+        per-token options (O(id), O(description), O(allow_path_patterns), O(allow_all_paths),
+        O(ttl), O(role_bindings), O(strategy), O(overlap_id), O(grace_period), O(store_path));
+        an option an item leaves out takes the module's top-level value.
+      - An item may also be just the token id.
+    type: list
+    elements: raw
+  description:
+    description: The token's description.
+    type: str
+    default: ""
+  allow_path_patterns:
+    description:
+      - Regular expressions of the API paths the token may call.
+      - DAS allows every path when this list is empty or missing, so an empty list is refused
+        unless O(allow_all_paths=true).
+    type: list
+    elements: str
+  allow_all_paths:
+    description:
+      - Say explicitly that the token may call every path (DAS receives an empty list).
+    type: bool
+    default: false
+  ttl:
+    description:
+      - Lifetime of each secret, as a Go duration (C(24h), C(720h), C(90m)); DAS has no C(d) unit.
+      - When omitted DAS gives about 10 years.
+    type: str
+  role_bindings:
+    description:
+      - Authz v2 role bindings the token must have, added and removed idempotently. When omitted
+        the bindings are left alone.
+      - Needs O(api_token) with WorkspaceAdministrator rights.
+    type: list
+    elements: dict
+    suboptions:
+      role_id:
+        description: Role, for example C(SystemOPA), C(WorkspaceViewer), C(SystemTokenRefresher).
+        type: str
+        required: true
+      resource_kind:
+        description: Kind of the resource the role applies to, for example C(system) or C(workspace).
+        type: str
+        required: true
+      resource_id:
+        description: Id of that resource, for example the system id.
+        type: str
+        required: true
+  strategy:
+    description:
+      - V(regenerate) re-issues the secret of the same id; the old secret stops working at once.
+      - V(overlap) alternates between O(id) and O(overlap_id) so two secrets live side by side for
+        O(grace_period). Needs O(api_token).
+    type: str
+    choices: [regenerate, overlap]
+    default: regenerate
+  overlap_id:
+    description: The second token id of O(strategy=overlap). Defaults to O(id) with C(-b) appended.
+    type: str
+  grace_period:
+    description:
+      - With O(strategy=overlap), how long the previous id keeps working after the new one is
+        promoted. It is revoked by the first run after that.
+    type: str
+    default: 1h
+  store_path:
+    description: Store entry path of the token, instead of C(<prefix>/das/<host>/<id>).
+    type: str
+  api_token:
+    description:
+      - Secret of a DAS token with the rights the task needs (WorkspaceAdministrator to create
+        tokens and manage role bindings).
+      - Falls back to the environment variable E(STYRA_DAS_TOKEN).
+      - Either this or O(refresher) is required.
+    type: str
+  refresher:
+    description:
+      - A refresher token kept in the store, used instead of O(api_token) to regenerate
+        application tokens, as the DAS documentation's refresher flow does.
+      - A refresher can only update tokens. It cannot create tokens, read them or manage role
+        bindings, so the due decision uses the store's record and a probe of the stored secret.
+    type: dict
+    suboptions:
+      id:
+        description: The refresher token's id.
+        type: str
+        required: true
+      store_path:
+        description: Its store entry, instead of C(<prefix>/das/<host>/<id>).
+        type: str
+      initial_secret:
+        description:
+          - The refresher's secret, written to the store the first time only (when the store has
+            no entry for it). Later runs use the stored value.
+        type: str
+      self_rotate:
+        description:
+          - Let the refresher renew itself when it is due, before it regenerates anything else.
+            Its new secret is persisted before it is used.
+        type: bool
+        default: false
+      ttl:
+        description: Lifetime the refresher asks for when it renews itself. Required with O(refresher.self_rotate).
+        type: str
+      description:
+        description: The refresher's description, re-sent in full when it renews itself.
+        type: str
+        default: ""
+      allow_path_patterns:
+        description:
+          - The refresher's path patterns, re-sent in full when it renews itself. Required with
+            O(refresher.self_rotate) unless O(refresher.allow_all_paths=true).
+        type: list
+        elements: str
+      allow_all_paths:
+        description: The refresher may call every path (DAS receives an empty list).
+        type: bool
+        default: false
+  verify:
+    description:
+      - The probe made with every new secret, and with the stored secret of a token that is not
+        due. HTTP 401 means the secret does not work; 403 means it authenticates but lacks the
+        right, which passes unless O(verify.require_authorized=true).
+    type: dict
+    default: {}
+    suboptions:
+      enabled:
+        description: Probe at all.
+        type: bool
+        default: true
+      path:
+        description:
+          - Path of the probe; C({id}) is replaced by the token id.
+        type: str
+        default: /v1/tokens/{id}
+      require_authorized:
+        description: Fail when the probe gets 403.
+        type: bool
+        default: false
+seealso:
+  - module: tokenops.rotation.das_token_info
+  - name: Rotate DAS API tokens
+    description: The refresher-token flow this module automates.
+    link: https://docs.styra.com/das/administration/token-management/rotate-das-api-tokens
+"""
+
+EXAMPLES = r"""
+- name: An application token for a system's OPA, bound to SystemOPA, secret stored in OpenBao
+  tokenops.rotation.das_token:
+    url: https://example.styra.com
+    api_token: "{{ lookup('ansible.builtin.env', 'STYRA_DAS_TOKEN') }}"
+    id: systems/0f1e2d3c/opa-version
+    description: OPA of the payments system
+    allow_path_patterns: ["^/v1/systems/0f1e2d3c/.*"]
+    ttl: 720h
+    role_bindings:
+      - role_id: SystemOPA
+        resource_kind: system
+        resource_id: 0f1e2d3c
+    rotate_before: 7d
+    store:
+      backend: vault
+      url: https://vault.example.com:8200
+      mount_point: secret
+
+- name: Rotate with overlap, so consumers never hold a dead secret
+  tokenops.rotation.das_token:
+    url: https://example.styra.com
+    id: ci-deployer
+    strategy: overlap
+    grace_period: 2h
+    allow_path_patterns: ["^/v1/policies/.*"]
+    ttl: 168h
+    state: rotated
+
+- name: Many tokens in one task, regenerated by a refresher that renews itself
+  tokenops.rotation.das_token:
+    url: https://example.styra.com
+    refresher:
+      id: token-refresher
+      self_rotate: true
+      ttl: 720h
+      allow_path_patterns: ["^/v1/tokens/.*"]
+    tokens:
+      - id: app-a
+        allow_path_patterns: ["^/v1/data/a/.*"]
+      - id: app-b
+        allow_path_patterns: ["^/v1/data/b/.*"]
+    ttl: 24h
+    rotate_before: 6h
+    store:
+      file_path: /etc/tokenops/store.vault
+      vault_password_file: /etc/tokenops/vault-pass
+
+- name: Revoke a token and delete its store entry
+  tokenops.rotation.das_token:
+    url: https://example.styra.com
+    id: ci-deployer
+    state: absent
+"""
+
+RETURN = r"""
+changed:
+  description: Whether DAS or the store changed (or would, in check mode).
+  returned: always
+  type: bool
+action:
+  description:
+    - What was done to the token (a single O(id)).
+    - V(none), V(created), V(updated) (fields or bindings), V(rotated), V(revoked),
+      V(recovered) (an interrupted rotation was completed), V(needs_reconcile) (a person must act; see C(msg)).
+  returned: when O(id) is given
+  type: str
+  sample: rotated
+id:
+  description: The managed token's id as given.
+  returned: when O(id) is given
+  type: str
+  sample: systems/0f1e2d3c/opa-version
+token_id:
+  description: The DAS id whose secret is in the store now (with O(strategy=overlap), O(id) or O(overlap_id)).
+  returned: when O(id) is given
+  type: str
+fingerprint:
+  description: C(sha256:) and the first 12 hex digits of the SHA-256 of the stored secret.
+  returned: when O(id) is given and a secret is stored
+  type: str
+  sample: sha256:3f2a9c0d1b7e
+expires_at:
+  description: When the stored secret expires (UTC, ISO 8601).
+  returned: when O(id) is given
+  type: str
+  sample: "2026-12-23T06:20:00Z"
+rotated_at:
+  description: When the secret was last rotated (UTC, ISO 8601).
+  returned: when O(id) is given
+  type: str
+store_path:
+  description: The store entry of the token.
+  returned: when O(id) is given
+  type: str
+  sample: tokenops/das/example.styra.com/systems/0f1e2d3c/opa-version
+store_version:
+  description: The store entry's version after this run (0 when it does not exist).
+  returned: when O(id) is given
+  type: int
+verified:
+  description: Result of the probe made with the new secret (C(authorized) or C(authenticated)).
+  returned: when a secret was minted and O(verify.enabled=true)
+  type: str
+previous:
+  description: The previous id of an overlap rotation, its fingerprint and when it is revoked.
+  returned: while an overlap grace period runs
+  type: dict
+pending:
+  description: The intent of a rotation that is in progress or was interrupted.
+  returned: when the store entry has one
+  type: dict
+backed_off:
+  description: True when another run held the token and this one left it alone.
+  returned: when it happened
+  type: bool
+secret:
+  description: The current secret. Only with O(return_secret=true).
+  returned: when O(return_secret=true)
+  type: str
+results:
+  description: One result as above per item of O(tokens).
+  returned: when O(tokens) is given
+  type: list
+  elements: dict
+refresher:
+  description: The result for the refresher token (it may have renewed itself).
+  returned: when O(refresher) is given
+  type: dict
+msg:
+  description: What went wrong, naming the product, the step, the HTTP status and DAS's error code; or what a person must do.
+  returned: on failure and with V(needs_reconcile)
+  type: str
+"""
+
+import re
+
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.tokenops.rotation.plugins.module_utils.das import (
+    DasClient,
+    system_of,
+    validate_token_id,
+    validate_ttl,
+)
+from ansible_collections.tokenops.rotation.plugins.module_utils.das_rotation import DasRotation
+from ansible_collections.tokenops.rotation.plugins.module_utils.module import (
+    InputError,
+    TokenModule,
+    merged,
+)
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import parse_duration
+
+TOKEN_KEYS = ("id", "description", "allow_path_patterns", "allow_all_paths", "ttl", "role_bindings",
+              "strategy", "overlap_id", "grace_period", "store_path")
+
+BINDING_SPEC = dict(role_id=dict(type="str", required=True), resource_kind=dict(type="str", required=True),
+                    resource_id=dict(type="str", required=True))
+
+ARGUMENT_SPEC = dict(
+    state=dict(type="str", choices=["present", "rotated", "absent"], default="present"),
+    id=dict(type="str"),
+    tokens=dict(type="list", elements="raw"),
+    description=dict(type="str", default=""),
+    allow_path_patterns=dict(type="list", elements="str"),
+    allow_all_paths=dict(type="bool", default=False),
+    ttl=dict(type="str"),
+    role_bindings=dict(type="list", elements="dict", options=BINDING_SPEC),
+    strategy=dict(type="str", choices=["regenerate", "overlap"], default="regenerate"),
+    overlap_id=dict(type="str"),
+    grace_period=dict(type="str", default="1h"),
+    store_path=dict(type="str"),
+    api_token=dict(type="str", no_log=True, fallback=(env_fallback, ["STYRA_DAS_TOKEN"])),
+    refresher=dict(type="dict", options=dict(
+        id=dict(type="str", required=True),
+        store_path=dict(type="str"),
+        initial_secret=dict(type="str", no_log=True),
+        self_rotate=dict(type="bool", default=False),
+        ttl=dict(type="str"),
+        description=dict(type="str", default=""),
+        allow_path_patterns=dict(type="list", elements="str"),
+        allow_all_paths=dict(type="bool", default=False),
+    )),
+    verify=dict(type="dict", apply_defaults=True, options=dict(
+        enabled=dict(type="bool", default=True),
+        path=dict(type="str", default="/v1/tokens/{id}"),
+        require_authorized=dict(type="bool", default=False),
+    )),
+)
+
+TOKEN_ITEM_TYPES = dict(id=str, description=str, allow_path_patterns=list, allow_all_paths=bool, ttl=str,
+                        role_bindings=list, strategy=str, overlap_id=str, grace_period=str, store_path=str)
+
+
+class DasTokenModule(TokenModule):
+    product = "das"
+    product_name = "Styra DAS"
+    url_env = "STYRA_DAS_URL"
+
+    def __init__(self):
+        super(DasTokenModule, self).__init__(
+            ARGUMENT_SPEC,
+            mutually_exclusive=[("id", "tokens")],
+            required_one_of=[("id", "tokens"), ("api_token", "refresher")],
+        )
+        self.single = self.params["id"] is not None
+
+    # -- input checks, all before any request
+
+    def token_specs(self):
+        return self._specs
+
+    def validate(self):
+        p = self.params
+        items = p["tokens"] if p["tokens"] is not None else [{"id": p["id"]}]
+        if not items:
+            raise InputError("tokens must list at least one token")
+        specs = []
+        seen = set()
+        for index, item in enumerate(items):
+            where = "tokens[%d]" % index if p["tokens"] is not None else "the token"
+            if isinstance(item, str):
+                item = {"id": item}
+            if not isinstance(item, dict):
+                raise InputError("%s must be a dictionary with at least an id" % where)
+            unknown = sorted(set(item) - set(TOKEN_KEYS))
+            if unknown:
+                raise InputError("%s has unknown option(s) %s; each item takes %s" % (where, ", ".join(unknown), ", ".join(TOKEN_KEYS)))
+            for key, kind in TOKEN_ITEM_TYPES.items():
+                if item.get(key) is not None and not isinstance(item[key], kind):
+                    raise InputError("%s: %s must be a %s" % (where, key, kind.__name__))
+            spec = merged(p, item, TOKEN_KEYS)
+            spec["id"] = item.get("id") if p["tokens"] is not None else p["id"]
+            self._check_spec(spec, where)
+            if spec["id"] in seen:
+                raise InputError("token %s is listed twice" % spec["id"])
+            seen.add(spec["id"])
+            specs.append(spec)
+        self._check_refresher()
+        if p["state"] != "absent" and not p["api_token"]:
+            for spec in specs:
+                if spec["role_bindings"] is not None:
+                    raise InputError("token %s: role_bindings need api_token; a refresher token cannot manage role bindings" % spec["id"])
+                if spec["strategy"] == "overlap":
+                    raise InputError("token %s: strategy overlap creates a second token id and needs api_token; "
+                                     "a refresher token can only regenerate existing tokens" % spec["id"])
+        if p["state"] == "absent" and not p["api_token"]:
+            raise InputError("state absent revokes tokens and needs api_token; a refresher token can only regenerate")
+        self._specs = specs
+
+    def _check_spec(self, spec, where):
+        try:
+            validate_token_id(spec["id"])
+        except ValueError as exc:
+            raise InputError("%s: %s" % (where, exc))
+        if spec["overlap_id"] is None:
+            spec["overlap_id"] = spec["id"] + "-b"
+        validate_token_id(spec["overlap_id"])
+        if spec["overlap_id"] == spec["id"]:
+            raise InputError("%s: overlap_id must differ from id" % where)
+        if system_of(spec["overlap_id"]) != system_of(spec["id"]):
+            raise InputError("%s: overlap_id %s must be in the same namespace as %s" % (where, spec["overlap_id"], spec["id"]))
+        validate_ttl(spec["ttl"])
+        spec["grace_seconds"] = parse_duration(spec["grace_period"], "grace_period")
+        if spec["strategy"] not in ("regenerate", "overlap"):
+            raise InputError("%s: strategy must be regenerate or overlap" % where)
+        if self.params["state"] != "absent":
+            spec["allow_path_patterns"] = check_patterns(spec["allow_path_patterns"], spec["allow_all_paths"], "token %s" % spec["id"])
+        for binding in spec["role_bindings"] or []:
+            missing = [k for k in ("role_id", "resource_kind", "resource_id") if not binding.get(k)]
+            if missing:
+                raise InputError("token %s: a role binding needs %s" % (spec["id"], ", ".join(missing)))
+            if not isinstance(binding["resource_id"], str):
+                raise InputError("token %s: role binding resource_id must be a string" % spec["id"])
+
+    def _check_refresher(self):
+        ref = self.params["refresher"]
+        if not ref:
+            return
+        try:
+            validate_token_id(ref["id"])
+        except ValueError as exc:
+            raise InputError("refresher: %s" % exc)
+        if ref["initial_secret"]:
+            self.secret(ref["initial_secret"])
+        if ref["self_rotate"]:
+            if not ref["ttl"]:
+                raise InputError("refresher.self_rotate needs refresher.ttl: the refresher must renew itself before its TTL runs out")
+            validate_ttl(ref["ttl"])
+            ref["allow_path_patterns"] = check_patterns(ref["allow_path_patterns"], ref["allow_all_paths"], "refresher %s" % ref["id"])
+
+    # -- the run
+
+    def run(self):
+        if self.params["api_token"]:
+            self.secret(self.params["api_token"])
+        self.das = DasClient(self.http())
+        self.rotation = DasRotation(self)
+        if self.params["refresher"]:
+            # The refresher goes first: when it renews itself, its new secret is persisted
+            # before it is used for anything else.
+            refresher = self.rotation.prepare_refresher(self.params["refresher"])
+            self.extra_output["refresher"] = refresher
+            if refresher.get("failed"):
+                self.fail(refresher.get("msg"), changed=bool(refresher.get("changed")), refresher=refresher)
+            if refresher.get("backed_off"):
+                self.module.exit_json(changed=False, backed_off=True, msg=refresher["msg"], refresher=refresher)
+        super(DasTokenModule, self).run()
+
+    def run_token(self, spec):
+        return self.rotation.run(spec)
+
+
+def check_patterns(patterns, allow_all, what):
+    if allow_all:
+        if patterns:
+            raise InputError("%s: allow_all_paths and allow_path_patterns exclude each other" % what)
+        return []
+    if not patterns:
+        raise InputError("%s: allow_path_patterns is empty or missing, and DAS then allows every path; "
+                         "list the paths the token may call, or set allow_all_paths: true to mean it" % what)
+    for pattern in patterns:
+        if not pattern or not isinstance(pattern, str):
+            raise InputError("%s: allow_path_patterns must not contain an empty pattern" % what)
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise InputError("%s: allow_path_patterns: %r is not a regular expression (%s)" % (what, pattern, exc))
+    return list(patterns)
+
+
+def main():
+    DasTokenModule().run()
+
+
+if __name__ == "__main__":
+    main()
