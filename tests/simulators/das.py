@@ -217,7 +217,7 @@ class DasSimulator(SimServer):
 
     def _authenticate(self, req: Request) -> dict:
         header = req.header("Authorization") or ""
-        scheme, _, secret = header.partition(" ")
+        scheme, _space, secret = header.partition(" ")
         token = self._find_by_secret(secret.strip()) if scheme.lower() == "bearer" and secret.strip() else None
         if token is None:
             raise HttpError(401, "invalid or expired token")
@@ -242,9 +242,9 @@ class DasSimulator(SimServer):
     def _authorize(self, caller: dict, action: str, target: str | None = None) -> None:
         """Raise 403 unless one of the caller's role bindings grants `action` (Authz v2: no binding, no right)."""
         roles = self._roles_of(caller["id"])
-        names = {role for role, _, _ in roles}
+        names = {role for role, _kind, _rid in roles}
         # Workspace-level bindings: the resource id is undocumented (das.md 1.5 INF), so any id counts.
-        workspace = {role for role, kind, _ in roles if kind == "workspace"}
+        workspace = {role for role, kind, _rid in roles if kind == "workspace"}
         if "WorkspaceAdministrator" in workspace:
             return
         is_read = action in ("tokens.list", "tokens.get", "systems.get", "authz.read")
@@ -267,7 +267,7 @@ class DasSimulator(SimServer):
     def _list_tokens(self, req):
         caller = self._authenticate(req)
         self._authorize(caller, "tokens.list")
-        tokens = [t for _, t in sorted(self.tokens.items()) if self.list_expired or not self._expired(t)]
+        tokens = [t for _tid, t in sorted(self.tokens.items()) if self.list_expired or not self._expired(t)]
         return 200, {"request_id": self.request_id(), "result": [self._render_token(t) for t in tokens]}, {}
 
     def _get_token(self, req):
@@ -316,7 +316,7 @@ class DasSimulator(SimServer):
         ttl_ns = self._check_ttl(fields["ttl"]) if "ttl" in fields else None
         existing = self.tokens.get(token_id)
         live = existing is not None and not self._expired(existing)
-        if False:
+        if (req.header("If-None-Match") or "").strip() == "*" and live:
             raise HttpError(409, f"token {token_id!r} already exists")
         request_id = self.request_id()
         now = self.clock.now()
@@ -428,7 +428,7 @@ class DasSimulator(SimServer):
             return not values or any(v in values for v in value_sets)
 
         result = [
-            self._render_binding(b) for _, b in sorted(self.bindings.items())
+            self._render_binding(b) for _bid, b in sorted(self.bindings.items())
             if wanted("resource_kind", [b["resource_filter"]["kind"]])
             and wanted("resource_id", [b["resource_filter"]["id"]])
             and wanted("role_id", [b["role_id"]])

@@ -459,7 +459,7 @@ def test_delete_revokes_and_leaves_bindings(sim, das, admin):
 
 def test_uses_counts_authenticated_requests(sim, das):
     reader = sim.seed_token("reader", roles=[VIEWER])
-    for _ in range(3):
+    for _request in range(3):
         das.get("/v1/tokens", reader)
     das.put("/v1/tokens/reader", reader, json={"regenerate": True})   # 403, still a use
     assert sim.token("reader")["uses"] == 4
@@ -772,7 +772,7 @@ def test_fault_status_answers_without_doing_the_work(sim, das, admin):
 
 def test_fault_retry_after(sim, das, admin):
     sim.faults.add("PUT", r"^/v1/tokens/app$", "retry_after", times=2, retry_after=7)
-    for _ in range(2):
+    for _attempt in range(2):
         response = das.put("/v1/tokens/app", admin, json=FULL_BODY)
         assert response.status_code == 429 and response.headers["Retry-After"] == "7"
     assert sim.token("app") is None
@@ -930,7 +930,7 @@ def test_concurrent_regenerates_are_atomic(sim, http, admin):
     def rotate():
         results.append(client_for(sim, requests.Session()).put("/v1/tokens/app", admin, json={"regenerate": True}).json()["result"])
 
-    threads = [threading.Thread(target=rotate) for _ in range(8)]
+    threads = [threading.Thread(target=rotate) for _thread in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -979,7 +979,7 @@ def test_cli_serves_seeds_an_admin_and_restarts_with_its_state(tmp_path, http):
         assert update.json()["result"] == ""   # the switch reached the simulator
     finally:
         _stop_cli(process)
-    process, again, _ = _run_cli(tmp_path, "--tls")
+    process, again, _info = _run_cli(tmp_path, "--tls")
     try:
         assert again["admin_token"] == info["admin_token"] and again["ca_path"] == info["ca_path"]
         listed = http.get(again["url"] + "/v1/tokens", headers=headers, verify=again["ca_path"], timeout=5)
