@@ -35,8 +35,10 @@ options:
     default: 5m
   return_secret:
     description:
-      - Return the current secret in the result (as C(secret), masked by C(no_log) in output).
-      - Off by default; consumers should read the secret from the store.
+      - Return the current secret in the result (as C(secret)).
+      - The task must set C(no_log: true), so that Ansible hides the result; the module refuses
+        otherwise. Consumers should rather read the secret from the store (the
+        C(tokenops.rotation.token) lookup).
     type: bool
     default: false
   concurrency:

@@ -113,6 +113,9 @@ class TokenModule:
             self.lock_timeout = parse_duration(self.params.get("lock_timeout") or "5m", "lock_timeout")
             if self.params["concurrency"] < 1:
                 raise ValueError("concurrency must be at least 1")
+            if self.params["return_secret"] and not self.module.no_log:
+                raise InputError("return_secret: true puts the secret in the task result; set no_log: true on the task "
+                                 "so that Ansible hides the result, or read the secret with the tokenops.rotation.token lookup")
             self.validate()
             self.store = store_from_params(self.params["store"])
         except (ValueError, InputError, StoreConfigError) as exc:
@@ -135,6 +138,10 @@ class TokenModule:
     # -- shared machinery
 
     def _mark_no_log(self, value):
+        # With return_secret the task itself is no_log (checked above), so the secret may travel
+        # in the result; otherwise Ansible masks it wherever it would appear.
+        if self.params.get("return_secret"):
+            return
         with self._no_log_lock:
             self.module.no_log_values.add(value)
 

@@ -32,6 +32,7 @@ import fcntl
 import os
 import subprocess
 import tempfile
+import time
 
 import binascii
 import hmac as _hmac
@@ -148,7 +149,7 @@ def _plain(value, where='data'):
 class FileStore(Store):
     kind = 'file'
 
-    def __init__(self, file_path, vault_password=None, vault_password_file=None, request_log=None):
+    def __init__(self, file_path, vault_password=None, vault_password_file=None, request_log=None, timeout=10):
         if not HAS_CRYPTOGRAPHY:
             raise StoreConfigError(NEEDS_CRYPTOGRAPHY)
         if not HAS_YAML:
@@ -166,11 +167,13 @@ class FileStore(Store):
         self._password = str(vault_password).encode('utf-8') if vault_password else None
         self._password_file = os.path.abspath(os.path.expanduser(str(vault_password_file))) if vault_password_file else None
         self._request_log = request_log
+        self.timeout = float(timeout)
 
     @classmethod
     def from_params(cls, params, request_log=None):
         return cls(params.get('file_path'), vault_password=params.get('vault_password'),
-                   vault_password_file=params.get('vault_password_file'), request_log=request_log)
+                   vault_password_file=params.get('vault_password_file'), request_log=request_log,
+                   timeout=params.get('timeout') or 10)
 
     def describe(self):
         return 'file %s' % self.path
@@ -277,10 +280,28 @@ class FileStore(Store):
                 yield True
                 return
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            self._acquire(fd, exclusive, op)
             yield True
         finally:
             os.close(fd)  # closing releases the flock
+
+    def _acquire(self, fd, exclusive, op):
+        """Wait for the lock at most `timeout` seconds: a stuck holder must not hang every job."""
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        deadline = time.monotonic() + self.timeout
+        delay = 0.01
+        while True:
+            try:
+                fcntl.flock(fd, mode)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise self._os_error(op + ' (lock)', exc)
+            if time.monotonic() >= deadline:
+                raise StoreUnavailable('file store %s: %s failed: another process has held the lock %s for more than %s s'
+                                       % (self.path, op, self.lock_path, self.timeout))
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     def _read_raw(self, op):
         try:

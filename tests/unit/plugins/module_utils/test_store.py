@@ -591,3 +591,21 @@ def test_file_interrupted_write_leaves_old_file(tmp_path, monkeypatch):
     assert s.read('a/b') == Entry({'secret': 'old'}, 1)
     assert sorted(os.listdir(os.path.dirname(s.path))) == ['tokens.vault', 'tokens.vault.lock']  # no temp file left
     assert s.write('a/b', {'secret': 'new'}, 1) == 2
+
+
+def test_file_lock_held_too_long_is_unavailable(tmp_path):
+    """A stuck lock holder makes the store unavailable after `timeout`, instead of hanging the job."""
+    import fcntl
+    s = store_file.FileStore(str(tmp_path / 'store' / 'tokens.vault'), vault_password=PASSWORD, timeout=0.5)
+    s.write('a/b', {'secret': SECRET}, 0)
+    fd = os.open(s.lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as exc:
+            s.write('a/b', {'secret': 'next'}, 1)
+        assert 0.4 < time.monotonic() - started < 5
+        assert 'lock' in str(exc.value) and SECRET not in str(exc.value)
+    finally:
+        os.close(fd)
+    assert s.write('a/b', {'secret': 'next'}, 1) == 2

@@ -1,0 +1,321 @@
+"""Integration harness: ansible-playbook against the simulators and a real OpenBao dev server.
+
+Every playbook runs at -vvvv. Every output (stdout, stderr, the recorded task results, the
+simulators' logs) is kept for the session, and at the end it is scanned for every secret any
+simulator issued: a leak anywhere fails the session (see test_leaks.py for the focused test).
+"""
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from tests.fixtures.openbao import OpenBaoServer
+from tests.simulators.das import DasSimulator
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+CALLBACKS = Path(__file__).resolve().parent / "callback_plugins"
+
+# Everything the session printed or logged, and every secret that must never be in it.
+OUTPUTS = []
+CANARIES = set()
+SIMULATORS = []
+
+
+class _KeepLog(logging.Handler):
+    """The simulators' own request logs are scanned for secrets too."""
+
+    def emit(self, record):
+        OUTPUTS.append(("simulator log", self.format(record)))
+
+
+_sim_log = logging.getLogger("simulator")
+_sim_log.setLevel(logging.DEBUG)
+_sim_log.addHandler(_KeepLog())
+
+
+def collections_path():
+    """The installed collection (make), else the work tree through the dev link."""
+    path = os.environ.get("TOKENOPS_COLLECTIONS_PATH")
+    if path:
+        return path
+    return str(REPO / ".build" / "collections")
+
+
+# ------------------------------------------------------------------ OpenBao, with an audit log
+
+class Bao:
+    """The session's OpenBao, and a count of the requests that changed something, from its audit log."""
+
+    def __init__(self, server, audit_path):
+        self.server = server
+        self.url = server.url
+        self.token = server.root_token
+        self.audit_path = audit_path
+
+    def writes(self):
+        count = 0
+        if not self.audit_path.exists():
+            return 0
+        for line in self.audit_path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("type") != "request":
+                continue
+            req = entry.get("request") or {}
+            if req.get("operation") in ("create", "update", "delete") and req.get("path", "").startswith("secret/"):
+                count += 1
+        return count
+
+    def requests(self):
+        if not self.audit_path.exists():
+            return 0
+        return sum(1 for line in self.audit_path.read_text().splitlines() if '"type":"request"' in line.replace(" ", ""))
+
+    def read(self, path):
+        return self.server.kv_read(path)
+
+
+@pytest.fixture(scope="session")
+def bao():
+    server = OpenBaoServer(audit=True)
+    server.start()
+    OUTPUTS.append(("openbao log", server.log_path))
+    try:
+        yield Bao(server, Path(server.audit_path))
+    finally:
+        server.stop()
+
+
+# ------------------------------------------------------------------ stores as the modules see them
+
+class StoreUnderTest:
+    """The `store` option for a backend, and the means to read it and count its writes."""
+
+    def __init__(self, backend, tmp_path, bao=None):
+        self.backend = backend
+        self.bao = bao
+        self.prefix = "t%s" % secrets.token_hex(4)   # each test its own corner of the store
+        if backend == "file":
+            self.file_path = tmp_path / "store" / "tokens.vault"
+            self.password_file = tmp_path / "vault-pass"
+            self.password_file.write_text("pw-%s\n" % secrets.token_hex(8))
+            self.options = {"backend": "file", "prefix": self.prefix, "file_path": str(self.file_path),
+                            "vault_password_file": str(self.password_file), "timeout": 2}
+            self.env = {}
+        else:
+            self.options = {"backend": "vault", "prefix": self.prefix, "timeout": 2}
+            self.env = {"VAULT_ADDR": bao.url, "VAULT_TOKEN": bao.token}
+
+    def _file_store(self):
+        from ansible_collections.tokenops.rotation.plugins.module_utils.store_file import FileStore
+        return FileStore(str(self.file_path), vault_password_file=str(self.password_file))
+
+    def read(self, path):
+        """The stored record at a full entry path, or None."""
+        if self.backend == "file":
+            return self._file_store().read(path).data
+        return self.bao.read(path)
+
+    def entry(self, product, host, token_id):
+        return self.read("%s/%s/%s/%s" % (self.prefix, product, host, token_id))
+
+    def writes(self):
+        """A counter that moves on every store write of this backend."""
+        if self.backend == "file":
+            if not self.file_path.exists():
+                return 0
+            data = self._file_store()
+            total = 0
+            for path in data.list(""):
+                total += data.read(path).version
+            return (total, self.file_path.stat().st_mtime_ns)
+        return self.bao.writes()
+
+
+@pytest.fixture(params=["file", "vault"])
+def store(request, tmp_path):
+    bao = request.getfixturevalue("bao") if request.param == "vault" else None
+    return StoreUnderTest(request.param, tmp_path, bao)
+
+
+@pytest.fixture
+def file_store(tmp_path):
+    return StoreUnderTest("file", tmp_path)
+
+
+# ------------------------------------------------------------------ the DAS simulator
+
+class Das:
+    def __init__(self, sim, url, admin):
+        self.sim = sim
+        self.url = url
+        self.admin = admin
+        host = url.split("://", 1)[1].rstrip("/")
+        self.host = host.replace(":", "_")
+
+
+@pytest.fixture
+def das_factory():
+    started = []
+
+    def start(**switches):
+        sim = DasSimulator(**switches)
+        url = sim.start()
+        admin = sim.seed_token("tokenops-admin", roles=[("WorkspaceAdministrator", "workspace", "*")])
+        SIMULATORS.append(sim)
+        started.append(sim)
+        return Das(sim, url, admin)
+
+    yield start
+    for sim in started:
+        CANARIES.update(sim.issued)
+        sim.stop()
+
+
+@pytest.fixture
+def das(das_factory):
+    return das_factory()
+
+
+# ------------------------------------------------------------------ running playbooks
+
+class Run:
+    def __init__(self, proc, results, stdout, stderr):
+        self.rc = proc.returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.results = results
+
+    @property
+    def result(self):
+        """The result of the last task that was not the harness's own."""
+        return self.results[-1] if self.results else {}
+
+    def __repr__(self):
+        return "<Run rc=%s>\n%s\n%s" % (self.rc, self.stdout[-4000:], self.stderr[-2000:])
+
+
+class Runner:
+    def __init__(self, tmp_path):
+        self.tmp_path = tmp_path
+        self.count = 0
+
+    def env(self, extra=None):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "STYRA_", "ANSIBLE_"))}
+        env.update({
+            "ANSIBLE_COLLECTIONS_PATH": collections_path(),
+            "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS),
+            "ANSIBLE_CALLBACKS_ENABLED": "result_file",
+            "ANSIBLE_LOCAL_TEMP": str(self.tmp_path / "ansible-tmp"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+            "ANSIBLE_DEPRECATION_WARNINGS": "0",
+        })
+        env.update(extra or {})
+        return env
+
+    def write(self, tasks=None, playbook=None, extra_vars=None):
+        self.count += 1
+        path = self.tmp_path / ("playbook-%d.yml" % self.count)
+        if playbook is None:
+            playbook = [{"name": "test", "hosts": "localhost", "gather_facts": False, "tasks": tasks}]
+        path.write_text(yaml.safe_dump(playbook, sort_keys=False))
+        return path
+
+    def start(self, tasks=None, env=None, check=False, diff=False, playbook=None, inventory=None, extra_args=()):
+        """Start ansible-playbook in its own process group; returns (proc, result_file)."""
+        path = self.write(tasks, playbook)
+        result_file = self.tmp_path / ("results-%d.jsonl" % self.count)
+        cmd = [str(BIN / "ansible-playbook"), "-vvvv", "-i", inventory or "localhost,", "-c", "local", str(path)]
+        if check:
+            cmd.append("--check")
+        if diff:
+            cmd.append("--diff")
+        cmd.extend(extra_args)
+        full_env = self.env(env)
+        full_env["TOKENOPS_RESULT_FILE"] = str(result_file)
+        proc = subprocess.Popen(cmd, env=full_env, cwd=str(self.tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        return proc, result_file
+
+    def finish(self, proc, result_file, timeout=180):
+        stdout, stderr = proc.communicate(timeout=timeout)
+        OUTPUTS.append(("stdout", stdout))
+        OUTPUTS.append(("stderr", stderr))
+        results = []
+        if result_file.exists():
+            text = result_file.read_text()
+            OUTPUTS.append(("results", text))
+            results = [json.loads(line) for line in text.splitlines() if line.strip()]
+        return Run(proc, results, stdout, stderr)
+
+    def run(self, tasks=None, env=None, check=False, diff=False, playbook=None, inventory=None, extra_args=(), timeout=180):
+        proc, result_file = self.start(tasks, env, check, diff, playbook, inventory, extra_args)
+        return self.finish(proc, result_file, timeout)
+
+    @staticmethod
+    def kill(proc):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+
+
+@pytest.fixture
+def runner(tmp_path):
+    return Runner(tmp_path)
+
+
+def das_task(das, store, state="present", env_token=True, **options):
+    """A das_token task: the simulator's URL, the store, and the given options."""
+    args = {"url": das.url, "state": state, "store": dict(store.options)}
+    args.update(options)
+    return {"name": "das_token", "tokenops.rotation.das_token": args, "register": "r", "ignore_errors": True}
+
+
+def das_env(das, store, admin=True):
+    env = dict(store.env)
+    if admin:
+        env["STYRA_DAS_TOKEN"] = das.admin
+    return env
+
+
+# ------------------------------------------------------------------ the session-wide leak scan
+
+def scan_for_canaries():
+    """Every place a secret was seen: [(where, secret prefix)]."""
+    texts = []
+    for where, value in OUTPUTS:
+        if where == "openbao log":
+            try:
+                value = Path(value).read_text(errors="replace")
+            except OSError:
+                continue
+        texts.append((where, value))
+    found = []
+    for secret in CANARIES:
+        for where, text in texts:
+            if secret and secret in text:
+                found.append((where, secret[:6] + "..."))
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    leaks = scan_for_canaries()
+    if leaks:
+        session.exitstatus = 1
+        sys.stderr.write("\nSECRET LEAK: issued secrets found in output: %s\n" % leaks[:10])
