@@ -28,7 +28,7 @@ GO_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "ms": 1e-3, "s": 1, "m": 60
 def validate_token_id(token_id):
     if not token_id or not isinstance(token_id, str):
         raise ValueError("a DAS token id is required")
-    if not TOKEN_ID_RE.match(token_id) or ".." in token_id.split("/"):
+    if not TOKEN_ID_RE.match(token_id) or set(token_id.split("/")) & {".", ".."}:
         raise ValueError("DAS token id %r is malformed: use letters, digits, '.', '_', '~', '-' and '/' between non-empty parts, "
                          "for example application-token or systems/<system id>/<name>" % token_id)
     if token_id.startswith("systems/") and not SYSTEM_ID_RE.match(token_id):
@@ -78,13 +78,13 @@ class DasClient:
         response = self.http.request("list tokens", "GET", "/v1/tokens", bearer=bearer)
         return response.json().get("result") or []
 
-    def put_token(self, token_id, body, bearer, step):
+    def put_token(self, token_id, body, bearer, step, update=False):
         """PUT the full body. Returns the new secret (None when DAS returned none).
 
-        Only an update without regenerate is safe to repeat: a create or a regenerate issues a
-        secret, and a repeat would make the first one unobtainable.
+        Only an update of an existing token without regenerate (update=True) is safe to repeat:
+        a create or a regenerate issues a secret, and a repeat would make the first one unobtainable.
         """
-        idempotent = not body.get("regenerate")
+        idempotent = bool(update) and not body.get("regenerate")
         response = self.http.request(step, "PUT", self._path(token_id), json=body, bearer=bearer,
                                      idempotent=idempotent)
         try:

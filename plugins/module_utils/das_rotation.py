@@ -115,7 +115,7 @@ class DasRotation:
             extra.update(self.mint_in_place(flow, spec, live_id, reason, self.regen_bearer if mint == "rotate" else self.admin,
                                             created=(mint == "create")))
         if update:
-            self.das.put_token(live_id, self.body(spec, regenerate=False), self.admin, "update token %s" % live_id)
+            self.das.put_token(live_id, self.body(spec, regenerate=False), self.admin, "update token %s" % live_id, update=True)
         if bind_plan[0] or bind_plan[1]:
             self.apply_bindings(live_id, bind_plan)
         result = result_for(spec["id"], action, flow, msg=reason if mint else None,

@@ -152,10 +152,8 @@ class HttpClient:
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.headers["User-Agent"] = user_agent
-        if ca_path:
-            self.session.verify = ca_path
-        else:
-            self.session.verify = bool(validate_certs)
+        # Passed on every request: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+        self.verify = ca_path if ca_path else bool(validate_certs)
         self._count_lock = threading.Lock()
 
     def url(self, path):
@@ -180,7 +178,7 @@ class HttpClient:
                 with self._count_lock:
                     self.request_count += 1
                 response = self.session.request(method, url, json=json, data=data, headers=headers,
-                                                timeout=timeout or self.timeout)
+                                                timeout=timeout or self.timeout, verify=self.verify)
             except requests.exceptions.RequestException as exc:
                 # A connection that was refused never reached the server; anything later may have.
                 unknown = not isinstance(exc, requests.exceptions.ConnectTimeout) and not _refused(exc)
@@ -209,8 +207,9 @@ class HttpClient:
         code, message = self.error_parser(response)
         # A gateway error on a write may hide a commit; a definite 4xx did not commit.
         unknown = method not in ("GET", "HEAD") and response.status_code in (502, 504)
+        # Scrub first, then cut: a cut through a secret would leave its first part readable.
         return ApiError(self.product, step, method, url, status=response.status_code,
-                        code=self.redactor.scrub(code), message=self.redactor.scrub(message),
+                        code=_cut(self.redactor.scrub(code), 100), message=_cut(self.redactor.scrub(message), 200),
                         retry_after=retry_after, outcome_unknown=unknown)
 
     def close(self):
@@ -223,7 +222,7 @@ def default_error_parser(response):
         body = response.json()
     except ValueError:
         text = (response.text or "").strip()
-        return None, text[:200] or None
+        return None, text or None
     if isinstance(body, dict):
         code = body.get("code") or body.get("error")
         message = body.get("message") or body.get("error_description")
@@ -236,6 +235,12 @@ def default_error_parser(response):
             message = str(message)
         return code, message
     return None, None
+
+
+def _cut(text, limit):
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit - 3] + "..."
 
 
 def _refused(exc):

@@ -67,10 +67,11 @@ def parse_time(value):
     text = str(value).strip()
     if text.endswith("Z") or text.endswith("z"):
         text = text[:-1] + "+00:00"
-    # Python 3.8's fromisoformat takes at most 6 fractional digits; Go sends up to 9.
+    # Before Python 3.11, fromisoformat takes exactly 3 or 6 fractional digits; Go sends 1 to 9.
     match = re.match(r"^(.*T\d\d:\d\d:\d\d)(\.\d+)?(.*)$", text)
     if match:
-        frac = (match.group(2) or "")[:7]
+        frac = match.group(2)
+        frac = ("." + (frac[1:7] + "000000")[:6]) if frac else ""
         text = match.group(1) + frac + match.group(3)
     parsed = datetime.datetime.fromisoformat(text)
     if parsed.tzinfo is None:
@@ -298,6 +299,12 @@ class Flow:
             except StoreConflict:
                 # Our intent should have kept others out; look at what is there now.
                 current = self.store.read(self.path)
+                if current.data == record:
+                    # An earlier attempt committed although the store reported a failure.
+                    self.version = current.version
+                    self.record = record
+                    self.writes += 1
+                    return self.version
                 theirs = (current.data or {}).get("pending") or {}
                 if self.rotation_id and theirs.get("rotation_id") == self.rotation_id:
                     self.version = current.version

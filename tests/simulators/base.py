@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 READ_METHODS = frozenset({"GET", "HEAD"})
-FAULT_KINDS = ("status", "retry_after", "drop_after_commit", "hang_after_commit", "latency")
+FAULT_KINDS = ("status", "retry_after", "drop_after_commit", "hang_after_commit", "latency", "hang_before_commit")
 
 
 class Clock:
@@ -148,6 +148,7 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self.committed = threading.Event()
+        self.received = threading.Event()   # set by hang_before_commit
 
     def add(self, method, path_regex, kind, times=1, status=503, retry_after=1, delay=0.0) -> Fault:
         if kind not in FAULT_KINDS:
@@ -543,6 +544,13 @@ class SimServer:
         kind = fault.kind if fault else None
         if kind == "latency":
             self._stopping.wait(fault.delay)
+        if kind == "hang_before_commit":
+            # The request arrived but is never carried out: the client is killed while it waits.
+            self.faults.received.set()
+            self._stopping.wait(fault.delay)
+            self._record(req, None, kind)
+            handler.drop()
+            return
         try:
             if kind == "status":
                 status, payload, headers = fault.status, self.error_body(fault.status, "injected fault"), {}

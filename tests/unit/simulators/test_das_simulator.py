@@ -986,3 +986,19 @@ def test_cli_serves_seeds_an_admin_and_restarts_with_its_state(tmp_path, http):
         assert sorted(t["id"] for t in listed.json()["result"]) == ["app", "tokenops-admin"]
     finally:
         _stop_cli(process)
+
+
+def test_hang_before_commit_never_does_the_work():
+    """The request arrives, the client is cut off, and the server state does not change."""
+    sim = DasSimulator()
+    url = sim.start()
+    try:
+        admin = sim.seed_token("admin", roles=[("WorkspaceAdministrator", "workspace", "*")])
+        sim.faults.add("PUT", r"^/v1/tokens/app$", "hang_before_commit", delay=0.2)
+        body = {"description": "", "allow_path_patterns": [".*"], "regenerate": False}
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.put(url + "/v1/tokens/app", json=body, headers={"Authorization": "Bearer " + admin}, timeout=5)
+        assert sim.faults.received.is_set()
+        assert sim.token("app") is None
+    finally:
+        sim.stop()

@@ -513,8 +513,6 @@ def test_secret_in_plain_text_body_is_redacted(raw_server):
     http.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: default_error_parser cuts plain text to 200 characters before "
-                                       "HttpClient._error scrubs it, so a secret straddling the cut leaks its prefix")
 def test_secret_straddling_the_plain_text_cut_does_not_leak(raw_server):
     server, url = raw_server
     secret = hashlib.sha256(b"straddle").hexdigest()   # 64 characters
@@ -592,8 +590,6 @@ def test_tls_without_validation(tls_sim):
     http.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: HttpClient sets session.verify only; requests lets REQUESTS_CA_BUNDLE / "
-                                       "CURL_CA_BUNDLE from the environment override it, so ca_path is ignored")
 def test_tls_ca_path_wins_over_a_ca_bundle_in_the_environment(tls_sim, monkeypatch):
     import certifi
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
@@ -604,8 +600,6 @@ def test_tls_ca_path_wins_over_a_ca_bundle_in_the_environment(tls_sim, monkeypat
         http.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: HttpClient sets session.verify only; requests lets REQUESTS_CA_BUNDLE / "
-                                       "CURL_CA_BUNDLE from the environment override it, so validate_certs=False is ignored")
 def test_tls_validate_certs_false_wins_over_a_ca_bundle_in_the_environment(tls_sim, monkeypatch):
     import certifi
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())

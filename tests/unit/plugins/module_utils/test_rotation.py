@@ -467,9 +467,6 @@ def test_begin_does_not_retry_a_store_outage(store):
     assert store.read(PATH).data is None
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Flow._persist retries a write whose StoreUnavailable hid a commit; the retry "
-                                       "conflicts, the record no longer has this run's pending, so it raises needs_reconcile "
-                                       "although this run's own record is stored")
 def test_persist_after_an_outage_that_hid_a_commit_succeeds(store):
     flaky = FlakyStore(store)
     flow = make_flow(flaky)
