@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """`make demo`: start the simulators, rotate their tokens twice with the embedded file store,
 print a table of what happened. The second run must change nothing.
 

@@ -36,7 +36,7 @@ options:
   return_secret:
     description:
       - Return the current secret in the result (as C(secret)).
-      - The task must set C(no_log: true), so that Ansible hides the result; the module refuses
+      - The task must set C(no_log=true), so that Ansible hides the result; the module refuses
         otherwise. Consumers should rather read the secret from the store (the
         C(tokenops.rotation.token) lookup).
     type: bool

@@ -32,7 +32,7 @@ options:
         default: tokenops
       host:
         description:
-          - Third part of the entry path. Defaults to the host (and port) of O(url); roles pass
+          - Third part of the entry path. Defaults to the host (and port) of the product API URL; roles pass
             C(inventory_hostname).
         type: str
       file_path:

@@ -16,7 +16,7 @@ description:
   - Fails when an entry is missing, has no such key, or holds an interrupted rotation of which
     the secret may be stale (unless O(allow_pending=true)).
 author:
-  - tokenops developers
+  - tokenops developers (@tokenops)
 options:
   _terms:
     description: Entry paths (C(tokenops/das/example.styra.com/app)) or C(das/example.styra.com/app).

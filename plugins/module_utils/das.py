@@ -13,7 +13,7 @@ try:
 except ImportError:  # pragma: no cover
     from urllib import quote  # type: ignore
 
-from ansible_collections.tokenops.rotation.plugins.module_utils.http import ApiError
+from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
 
 PRODUCT = "Styra DAS"
 

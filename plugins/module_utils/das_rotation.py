@@ -20,7 +20,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.das import (
     binding_key,
     ttl_seconds,
 )
-from ansible_collections.tokenops.rotation.plugins.module_utils.http import ApiError
+from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import with_diff
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import (
     BackOff,
@@ -140,7 +140,8 @@ class DasRotation:
         if state == "rotated":
             return "rotate", "state rotated", None
         if self.admin and remote is None:
-            return "create", "missing in DAS", "Styra DAS token %s was missing or expired in DAS although the store had its secret; it is created anew" % live_id
+            return "create", "missing in DAS", ("Styra DAS token %s was missing or expired in DAS although the store had its secret; "
+                                                "it is created anew" % live_id)
         due, reason = self.mod.policy.due(now, parse_time(record.get("issued_at")),
                                           remote_expires or parse_time(record.get("expires_at")),
                                           parse_time(record.get("rotated_at")))
@@ -434,25 +435,27 @@ class DasRotation:
                 result = self.recover(flow, spec, (record or {}).get("secret"), is_refresher=True)
                 self.regen_bearer = self.mod.secret((flow.record or {}).get("secret")) or self.admin
                 return result
+            adopted = False
             if not record or not record.get("secret"):
                 if not ref["initial_secret"]:
                     raise FlowError("Styra DAS refresher %s has no secret in the store at %s: set refresher.initial_secret once"
                                     % (ref["id"], flow.path), step="refresher")
-                if self.check:
-                    self.regen_bearer = ref["initial_secret"]
-                    return result_for(ref["id"], "created", flow, record={"token_id": ref["id"], "fingerprint": fingerprint(ref["initial_secret"])})
-                flow.persist(minted_fields(ref["initial_secret"], utcnow(), rotated=False, count=0,
-                                           extra={"token_id": ref["id"], "role": "refresher"}))
-                self.regen_bearer = ref["initial_secret"]
-                return result_for(ref["id"], "created", flow, msg="stored the refresher's initial secret")
+                adopted = True
+                record = {"token_id": ref["id"], "fingerprint": fingerprint(ref["initial_secret"]), "secret": ref["initial_secret"]}
+                if not self.check:
+                    flow.persist(minted_fields(ref["initial_secret"], utcnow(), rotated=False, count=0,
+                                               extra={"token_id": ref["id"], "role": "refresher"}))
+                    record = flow.record
             self.regen_bearer = self.mod.secret(record["secret"])
+            stored = result_for(ref["id"], "created" if adopted else "none", flow, record=record,
+                                msg="stored the refresher's initial secret" if adopted else None)
             if not ref["self_rotate"]:
-                return result_for(ref["id"], "none", flow)
+                return stored
             now = utcnow()
             due, reason = self.mod.policy.due(now, parse_time(record.get("issued_at")), parse_time(record.get("expires_at")),
                                               parse_time(record.get("rotated_at")))
             if not due:
-                return result_for(ref["id"], "none", flow)
+                return stored
             if self.check:
                 return result_for(ref["id"], "rotated", flow, msg=reason)
             # The refresher renews itself with its own secret; the new one is persisted before use.

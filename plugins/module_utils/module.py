@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.tokenops.rotation.plugins.module_utils.http import (
+from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import (
     HAS_REQUESTS,
     REQUESTS_IMPORT_ERROR,
     ApiError,

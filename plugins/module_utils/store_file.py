@@ -120,6 +120,8 @@ def vault_decrypt(text, password):
         return unpadder.update(padded) + unpadder.finalize()
     except ValueError:
         raise VaultFormatError("bad padding")
+
+
 HEADER = '# tokenops.rotation secret store. entries.<path>.version is the check-and-set counter; do not edit while jobs run.\n'
 PASSWORD_SCRIPT_TIMEOUT = 120
 

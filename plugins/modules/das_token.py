@@ -18,14 +18,14 @@ description:
   - Rotation records its intent in the store before it asks DAS for a new secret, so an
     interrupted run is recovered by the next one (it regenerates again) or reported as
     C(needs_reconcile) with what a person must do.
-  - O(strategy=overlap) rotates without a moment in which consumers hold a dead secret: a second
+  - O(strategy=overlap) rotates without a moment in which consumers hold a dead secret. A second
     token id with the same fields and role bindings is created, persisted, verified and promoted,
     and the old id is revoked after O(grace_period).
   - The refresher flow of the DAS documentation is supported. A refresher token (role
     WorkspaceTokenRefresher or SystemTokenRefresher) kept in the store regenerates application
     tokens, and can renew itself, persisting its new value before anything else.
 author:
-  - tokenops developers
+  - tokenops developers (@tokenops)
 extends_documentation_fragment:
   - tokenops.rotation.connection
   - tokenops.rotation.store
@@ -185,7 +185,6 @@ options:
         due. HTTP 401 means the secret does not work; 403 means it authenticates but lacks the
         right, which passes unless O(verify.require_authorized=true).
     type: dict
-    default: {}
     suboptions:
       enabled:
         description: Probe at all.
@@ -369,7 +368,7 @@ BINDING_SPEC = dict(role_id=dict(type="str", required=True), resource_kind=dict(
 ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["present", "rotated", "absent"], default="present"),
     id=dict(type="str"),
-    tokens=dict(type="list", elements="raw"),
+    tokens=dict(type="list", elements="raw", no_log=False),  # token ids and settings, not secrets
     description=dict(type="str", default=""),
     allow_path_patterns=dict(type="list", elements="str"),
     allow_all_paths=dict(type="bool", default=False),

@@ -16,7 +16,7 @@ description:
   - Never returns a secret; the store's entry is described by its fingerprint and version.
   - Without O(api_token) only the tokens named in O(ids) are reported, from the store alone.
 author:
-  - tokenops developers
+  - tokenops developers (@tokenops)
 extends_documentation_fragment:
   - tokenops.rotation.connection
   - tokenops.rotation.store
@@ -27,6 +27,7 @@ attributes:
     description: The module only reads.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show.
 options:
   url:
     description:
@@ -125,7 +126,7 @@ import traceback
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.das import DasClient, validate_token_id
-from ansible_collections.tokenops.rotation.plugins.module_utils.http import ApiError
+from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import InputError, TokenModule
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import (
     parse_time,

@@ -9,16 +9,12 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 from tests.fixtures.openbao import OpenBaoServer

@@ -226,9 +226,9 @@ def test_existing_token_without_store_record_is_not_regenerated_silently(runner,
 
 def test_info_reports_expiry_due_and_query(runner, das, file_store):
     run_das(runner, das, file_store, id="a", **APP)
-    run_das(runner, das, file_store, id="b", **dict(APP, ttl="720h"))
-    task = {"name": "info", "tokenops.rotation.das_token_info": {"url": das.url, "store": file_store.options, "rotate_before": "48h",
-                                                                  "query": "[?due].id"}, "register": "r"}
+    run_das(runner, das, file_store, id="b", **{**APP, "ttl": "720h"})
+    info = {"url": das.url, "store": file_store.options, "rotate_before": "48h", "query": "[?due].id"}
+    task = {"name": "info", "tokenops.rotation.das_token_info": info, "register": "r"}
     run = runner.run([task], env=das_env(das, file_store))
     result = run.result
     by_id = {t["id"]: t for t in result["tokens"]}
@@ -250,8 +250,8 @@ def test_lookup_gives_consumers_the_current_secret(runner, das, file_store):
     def use(path):
         lookup = "{{ lookup('tokenops.rotation.token', '%s', store=%r) }}" % (path, file_store.options)
         # 200 only when the looked-up secret is the live one (the viewer role may read tokens).
-        task = {"name": "use", "ansible.builtin.uri": {"url": das.url + "/v1/tokens/app", "status_code": [200],
-                                                     "headers": {"Authorization": "Bearer " + lookup}}, "no_log": True}
+        uri = {"url": das.url + "/v1/tokens/app", "status_code": [200], "headers": {"Authorization": "Bearer " + lookup}}
+        task = {"name": "use", "ansible.builtin.uri": uri, "no_log": True}
         return runner.run([task], env=das_env(das, file_store))
 
     assert use("das/%s/app" % das.host).rc == 0

@@ -16,7 +16,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.das import (
     validate_token_id,
     validate_ttl,
 )
-from ansible_collections.tokenops.rotation.plugins.module_utils.http import ApiError, HttpClient
+from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError, HttpClient
 from tests.simulators.base import Clock
 from tests.simulators.das import DasSimulator
 

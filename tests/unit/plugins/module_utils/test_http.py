@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The shared HTTP layer (plugins/module_utils/http.py) against real loopback servers.
+"""The shared HTTP layer (plugins/module_utils/http_client.py) against real loopback servers.
 
 Retries, Retry-After, the never-retry rule for writes, error parsing, `outcome_unknown`,
 redaction and TLS are checked against the simulator harness (tests/simulators/base.py) or a
@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from ansible_collections.tokenops.rotation.plugins.module_utils.http import (
+from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import (
     REDACTED,
     ApiError,
     HttpClient,

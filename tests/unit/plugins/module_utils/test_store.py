@@ -292,7 +292,7 @@ def test_vault_paused_server_is_unavailable(bao):
             s.write(path, {'secret': SECRET}, 0)
         assert 'may or may not have been applied' in str(exc.value)
         assert_clean(exc, bao.root_token)
-    assert [m for m, _ in log] == ['GET', 'POST']
+    assert [method for method, _path in log] == ['GET', 'POST']
     # the server is back
     assert vault_store(bao).read(unique()).version == 0
 
@@ -325,7 +325,6 @@ def test_vault_sealed_is_unavailable():
         assert len(log) == 3  # 503 on a read is retried twice
 
 
-
 def test_vault_tls_ca_cert_and_validate_certs(monkeypatch):
     monkeypatch.delenv('REQUESTS_CA_BUNDLE', raising=False)
     monkeypatch.delenv('CURL_CA_BUNDLE', raising=False)
@@ -342,8 +341,8 @@ def test_vault_tls_ca_cert_and_validate_certs(monkeypatch):
         with pytest.warns(Warning):  # urllib3's InsecureRequestWarning
             assert vault_store(tls, validate_certs=False).read(path).version == 1
 
-# -- settings ----------------------------------------------------------------------------------
 
+# -- settings ----------------------------------------------------------------------------------
 def test_env_fallbacks_through_argument_spec(monkeypatch, tmp_path, bao):
     monkeypatch.setenv('VAULT_ADDR', bao.url)
     monkeypatch.setenv('VAULT_TOKEN', bao.root_token)
@@ -485,8 +484,8 @@ def test_file_ansible_vault_view_opens_it(tmp_path):
     out = subprocess.run([cli, 'view', '--vault-password-file', write_password_file(tmp_path), s.path],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     doc = yaml.safe_load(out)
-    assert doc == {'entries': {path: {'version': 1, 'data': {'secret': SECRET, 'rotation_count': 2,
-                                                                 'rotated_at': '2026-11-23T06:20:00Z'}}}}
+    data = {'secret': SECRET, 'rotation_count': 2, 'rotated_at': '2026-11-23T06:20:00Z'}
+    assert doc == {'entries': {path: {'version': 1, 'data': data}}}
     assert stat.S_IMODE(os.stat(s.path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(s.path)).st_mode) == 0o700
     assert s.describe() == 'file ' + s.path
@@ -564,7 +563,7 @@ def test_file_concurrent_writers_exactly_one_wins(tmp_path):
     procs = [ctx.Process(target=_race_writer, args=(s.path, barrier, results, n)) for n in range(writers)]
     for p in procs:
         p.start()
-    outcomes = [results.get(timeout=30) for _ in procs]
+    outcomes = [results.get(timeout=30) for _proc in procs]
     for p in procs:
         p.join(timeout=30)
     assert sorted(o[0] for o in outcomes) == ['conflict'] * (writers - 1) + ['won'], outcomes
