@@ -6,7 +6,6 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 BUILD := .build
 INSTALLED := $(BUILD)/installed
-SANITY := $(BUILD)/sanity/ansible_collections/tokenops/rotation
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(INSTALLED)
 export TOKENOPS_COLLECTIONS_PATH := $(CURDIR)/$(INSTALLED)
 export ANSIBLE_LOCAL_TEMP := $(CURDIR)/$(BUILD)/ansible-tmp
@@ -33,14 +32,11 @@ collection: venv
 	$(BIN)/ansible-galaxy collection install --force -p $(INSTALLED) $(BUILD)/dist/tokenops-rotation-*.tar.gz >/dev/null
 
 demo: collection
-	$(PY) playbooks/demo/run_demo.py
+	$(PY) hacking/demo.py
 
+# ansible-test sanity on a copy of the tree under ansible_collections/tokenops/rotation/.
 sanity: venv
-	rm -rf $(BUILD)/sanity
-	mkdir -p $(SANITY)
-	git ls-files -co --exclude-standard -z | xargs -0 -I{} cp --parents {} $(SANITY)/
-	cd $(SANITY) && $(CURDIR)/$(BIN)/ansible-test sanity --python $$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
-		--color no --skip-test shebang --exclude tests/simulators/ --exclude tests/fixtures/ --exclude benchmarks/
+	$(PY) hacking/sanity.py
 
 lint: collection
 	$(BIN)/ansible-lint --profile production --offline roles playbooks

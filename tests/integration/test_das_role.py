@@ -11,12 +11,12 @@ pytestmark = pytest.mark.integration
 
 
 def inventory(tmp_path, das, store, **host_vars):
-    host = {"das_url": das.url, "das_store": store.options, "das_report_file": str(tmp_path / "report.json"),
-            "das_tokens": [
-                {"id": "systems/pay/opa", "description": "payments OPA", "allow_path_patterns": ["^/v1/systems/pay/.*"],
-                 "ttl": "720h", "role_bindings": [{"role_id": "SystemOPA", "resource_kind": "system", "resource_id": "pay"}]},
-                {"id": "ci-deployer", "allow_path_patterns": ["^/v1/policies/.*"], "ttl": "168h", "strategy": "overlap"},
-            ]}
+    tokens = [
+        {"id": "systems/pay/opa", "description": "payments OPA", "allow_path_patterns": ["^/v1/systems/pay/.*"],
+         "ttl": "720h", "role_bindings": [{"role_id": "SystemOPA", "resource_kind": "system", "resource_id": "pay"}]},
+        {"id": "ci-deployer", "allow_path_patterns": ["^/v1/policies/.*"], "ttl": "168h", "strategy": "overlap"},
+    ]
+    host = {"das_url": das.url, "das_store": store.options, "das_report_file": str(tmp_path / "report.json"), "das_tokens": tokens}
     host.update(host_vars)
     doc = {"all": {"vars": {"ansible_connection": "local"}, "children": {"das": {"hosts": {"tenant-a": host}}}}}
     path = tmp_path / "inventory.yml"
@@ -55,9 +55,9 @@ def test_role_creates_then_changes_nothing(runner, das, store, tmp_path):
 
 def test_role_rotates_and_cleans_up(runner, das, file_store, tmp_path):
     assert run_role(runner, das, file_store, inventory(tmp_path, das, file_store)).rc == 0
-    run = run_role(runner, das, file_store, inventory(tmp_path, das, file_store, das_state="rotated", das_tokens_absent=["systems/pay/opa"],
-                                                     das_tokens=[{"id": "ci-deployer", "allow_path_patterns": ["^/v1/policies/.*"],
-                                                                  "ttl": "168h", "strategy": "overlap"}]))
+    deployer = {"id": "ci-deployer", "allow_path_patterns": ["^/v1/policies/.*"], "ttl": "168h", "strategy": "overlap"}
+    inv = inventory(tmp_path, das, file_store, das_state="rotated", das_tokens_absent=["systems/pay/opa"], das_tokens=[deployer])
+    run = run_role(runner, das, file_store, inv)
     assert run.rc == 0, run
     report = {r["id"]: r for r in json.loads((tmp_path / "report.json").read_text())}
     assert report["ci-deployer"]["action"] == "rotated" and report["ci-deployer"]["token_id"] == "ci-deployer-b"
