@@ -4,6 +4,7 @@ print a table of what happened. The second run must change nothing.
 The simulators keep their state in .build/demo, so `make demo` run again changes nothing either.
 """
 
+import importlib
 import json
 import os
 import secrets
@@ -24,7 +25,7 @@ def start_simulator(product, extra=()):
         info.unlink()
     log = open(DEMO / ("%s-simulator.log" % product), "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.simulators", product, "--port", "0", "--tls",
+        [sys.executable, "-m", "tests.simulators", product, "--port", "0",
          "--state-file", str(DEMO / ("%s-state.json" % product)), "--info-file", str(info)] + list(extra),
         cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 20
@@ -37,35 +38,28 @@ def start_simulator(product, extra=()):
     return proc, json.loads(info.read_text())
 
 
-def write_inventory(das):
+def products():
+    """The demo modules of hacking/demo_products, in the order of ORDER."""
+    sys.path.insert(0, str(REPO / "hacking"))
+    import demo_products
+    found = []
+    for name in demo_products.ORDER:
+        if (REPO / "hacking" / "demo_products" / ("%s.py" % name)).exists():
+            found.append(importlib.import_module("demo_products.%s" % name))
+    return found
+
+
+def store_settings():
     password_file = DEMO / "vault-pass"
     if not password_file.exists():
         password_file.write_text(secrets.token_urlsafe(24) + "\n")
         password_file.chmod(0o600)
-    store = {"backend": "file", "file_path": str(DEMO / "store.vault"), "vault_password_file": str(password_file)}
-    inventory = {
-        "all": {
-            "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
-            "children": {
-                "das": {"hosts": {"das-demo": {
-                    "das_url": das["url"],
-                    "das_ca_path": das.get("ca_path") or "",
-                    "das_store": store,
-                    "das_report_file": str(DEMO / "report-das.json"),
-                    "das_rotate_before": "6h",
-                    "das_tokens": [
-                        {"id": "systems/payments/opa", "description": "OPA of the payments system",
-                         "allow_path_patterns": ["^/v1/systems/payments/.*"], "ttl": "720h",
-                         "role_bindings": [{"role_id": "SystemOPA", "resource_kind": "system", "resource_id": "payments"}]},
-                        {"id": "ci-deployer", "description": "CI pipeline", "allow_path_patterns": ["^/v1/policies/.*"],
-                         "ttl": "168h", "strategy": "overlap", "grace_period": "1h"},
-                        {"id": "reporting", "description": "Nightly reports", "allow_path_patterns": ["^/v1/systems$"],
-                         "ttl": "24h"},
-                    ],
-                }}},
-            },
-        }
-    }
+    return {"backend": "file", "file_path": str(DEMO / "store.vault"), "vault_password_file": str(password_file)}
+
+
+def write_inventory(groups):
+    inventory = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+                         "children": groups}}
     path = DEMO / "inventory.json"
     path.write_text(json.dumps(inventory, indent=2))
     return path
@@ -107,12 +101,18 @@ def main():
     DEMO.mkdir(parents=True, exist_ok=True)
     procs = []
     try:
-        das_proc, das = start_simulator("das")
-        procs.append(das_proc)
-        inventory = write_inventory(das)
+        store = store_settings()
+        groups = {}
         env = dict(os.environ)
-        env["STYRA_DAS_TOKEN"] = das["admin_token"]   # through the environment, never the command line
         env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+        for product in products():
+            proc, info = start_simulator(product.PRODUCT, product.SIMULATOR_ARGS)
+            procs.append(proc)
+            host = dict(product.host_vars(info, store))
+            host["%s_report_file" % product.GROUP] = str(DEMO / ("report-%s.json" % product.GROUP))
+            groups[product.GROUP] = {"hosts": {"%s-demo" % product.GROUP: host}}
+            env.update(product.environment(info))   # credentials through the environment, never the command line
+        inventory = write_inventory(groups)
         runs = [run_playbook(inventory, env, "run-1"), run_playbook(inventory, env, "run-2")]
         print()
         print("tokenops.rotation demo: each token rotated against its simulator, secrets in %s" % (DEMO / "store.vault"))

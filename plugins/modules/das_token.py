@@ -27,6 +27,7 @@ description:
 author:
   - tokenops developers (@tokenops)
 extends_documentation_fragment:
+  - tokenops.rotation.das
   - tokenops.rotation.connection
   - tokenops.rotation.store
   - tokenops.rotation.rotation
@@ -39,10 +40,6 @@ attributes:
     support: full
     description: Shows fingerprints, ids and times; never a secret.
 options:
-  url:
-    description:
-      - The DAS tenant, for example C(https://example.styra.com).
-      - Falls back to the environment variable E(STYRA_DAS_URL).
   state:
     description:
       - V(present) makes sure the token exists, its fields and role bindings are as given, and its
@@ -135,7 +132,6 @@ options:
         tokens and manage role bindings).
       - Falls back to the environment variable E(STYRA_DAS_TOKEN).
       - Either this or O(refresher) is required.
-    type: str
   refresher:
     description:
       - A refresher token kept in the store, used instead of O(api_token) to regenerate

@@ -18,6 +18,7 @@ description:
 author:
   - tokenops developers (@tokenops)
 extends_documentation_fragment:
+  - tokenops.rotation.das
   - tokenops.rotation.connection
   - tokenops.rotation.store
   - tokenops.rotation.rotation
@@ -29,15 +30,10 @@ attributes:
     support: none
     description: Nothing changes, so there is nothing to show.
 options:
-  url:
-    description:
-      - The DAS tenant, for example C(https://example.styra.com).
-      - Falls back to the environment variable E(STYRA_DAS_URL).
   api_token:
     description:
       - Secret of a DAS token allowed to list tokens (WorkspaceViewer or more).
       - Falls back to the environment variable E(STYRA_DAS_TOKEN).
-    type: str
   ids:
     description:
       - Only these token ids. Required without O(api_token).
