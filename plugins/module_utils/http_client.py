@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import email.utils
+import json as _json
 import random
 import threading
 import time
@@ -161,9 +162,14 @@ class HttpClient:
             return path
         return self.base_url + "/" + path.lstrip("/")
 
-    def request(self, step, method, path, json=None, data=None, headers=None, bearer=None,
-                idempotent=None, ok=(200,), timeout=None):
-        """Send one request; return the response when its status is in `ok`, else raise ApiError."""
+    def request(self, step, method, path, json=None, data=None, headers=None, bearer=None, scheme="Bearer",
+                idempotent=None, ok=(200,), timeout=None, signer=None):
+        """Send one request; return the response when its status is in `ok`, else raise ApiError.
+
+        `bearer` is sent as `Authorization: <scheme> <bearer>` (GNAP uses scheme "GNAP").
+        `signer(method, url, headers, body)` returns headers to add, computed over the exact
+        bytes sent; it is called again for each attempt (signatures carry a creation time).
+        """
         method = method.upper()
         url = self.url(path)
         if idempotent is None:
@@ -171,13 +177,20 @@ class HttpClient:
         headers = dict(headers or {})
         if bearer:
             self.redactor.add(bearer)
-            headers["Authorization"] = "Bearer %s" % bearer
+            headers["Authorization"] = "%s %s" % (scheme, bearer)
+        if json is not None:
+            # Serialised here, compactly, so that what is signed is byte for byte what is sent.
+            data = _json.dumps(json, separators=(",", ":")).encode("utf-8")
+            headers.setdefault("Content-Type", "application/json")
         attempt = 0
         while True:
             try:
                 with self._count_lock:
                     self.request_count += 1
-                response = self.session.request(method, url, json=json, data=data, headers=headers,
+                sent = dict(headers)
+                if signer is not None:
+                    sent.update(signer(method, url, sent, data if isinstance(data, bytes) else None))
+                response = self.session.request(method, url, data=data, headers=sent,
                                                 timeout=timeout or self.timeout, verify=self.verify)
             except requests.exceptions.RequestException as exc:
                 # A connection that was refused never reached the server; anything later may have.

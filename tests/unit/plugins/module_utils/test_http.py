@@ -618,3 +618,42 @@ def test_url_joins_base_and_path():
     assert http.url("v1/x") == "https://api.example.com/base/v1/x"
     assert http.url("https://other.example.com/y") == "https://other.example.com/y"
     http.close()
+
+
+# ---- the signing hook (Open Payments signs every request over the exact bytes sent) -----------
+
+def test_signer_sees_exactly_the_bytes_the_server_receives(sleeps):
+    received = []
+
+    def record(req):
+        received.append((req.body, dict(req.headers)))
+        return 200, {"ok": True}
+
+    server = SimServer()
+    server.route("POST", r"^/signed$", record)
+    server.start()
+    signed = []
+
+    def signer(method, url, headers, body):
+        signed.append((method, url, body, headers.get("Authorization")))
+        return {"Signature": "sig1=:%s:" % hashlib.sha256(body).hexdigest()}
+
+    try:
+        client = HttpClient(PRODUCT, server.base_url, sleep=sleeps.append)
+        client.request("sign", "POST", "/signed", json={"b": [1, 2], "a": "x"}, bearer="tok-123", scheme="GNAP", signer=signer)
+    finally:
+        server.stop()
+    body, headers = received[0]
+    assert body == b'{"b":[1,2],"a":"x"}'                      # compact JSON, as signed
+    assert signed == [("POST", server.base_url + "/signed", body, "GNAP tok-123")]
+    assert headers["Signature"] == "sig1=:%s:" % hashlib.sha256(body).hexdigest()
+    assert headers["Content-Type"] == "application/json"
+
+
+def test_signer_is_called_again_for_each_retry(sim, sleeps):
+    sim.faults.add("GET", r"^/thing$", "status", status=503)
+    calls = []
+    client = HttpClient(PRODUCT, sim.base_url, sleep=sleeps.append)
+    client.request("sign", "GET", "/thing", signer=lambda m, u, h, b: calls.append(b) or {"Signature": "s%d" % len(calls)})
+    assert calls == [None, None]
+    assert [r.headers.get("Signature") for r in sim.requests] == ["s1", "s2"]
