@@ -53,11 +53,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=40)
     parser.add_argument("--store", choices=["file", "vault"], default="file")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds the simulator waits before every answer, like a remote tenant")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="tokenops-bench-"))
     sim = DasSimulator()
     url = sim.start()
     admin = sim.seed_token("admin", roles=[("WorkspaceAdministrator", "workspace", "*")])
+    if args.latency:
+        sim.faults.add("*", r".*", "latency", times=None, delay=args.latency)
     bao = None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "STYRA_"))}
     env.update(STYRA_DAS_TOKEN=admin, ANSIBLE_PYTHON_INTERPRETER=sys.executable,
@@ -97,7 +100,7 @@ def main():
         if bao:
             bao.stop()
     reference = results["list-c8"]
-    print("%d tokens, %s store, %d cores" % (args.tokens, args.store, os.cpu_count()))
+    print("%d tokens, %s store, %.0f ms simulated latency, %d cores" % (args.tokens, args.store, args.latency * 1000, os.cpu_count()))
     print("%-24s %9s %14s" % ("phase", "seconds", "x list-c8"))
     for name, seconds in results.items():
         print("%-24s %9.2f %14.2f" % (name, seconds, seconds / reference))
