@@ -85,7 +85,9 @@ class DasRotation:
                           % (spec["id"], reason, record["previous"].get("token_id"), record["previous"].get("revoke_after")))
             mint = None
         update = (mint is None and remote is not None and self._drifted(remote, spec))
-        bind_plan = self._binding_plan(live_id, spec) if mint is None else ([], [])
+        overlap = mint == "rotate" and spec["strategy"] == "overlap" and bool(record.get("secret"))
+        # The bindings of the live id; a create or an overlap sets up the bindings of its new id itself.
+        bind_plan = self._binding_plan(live_id, spec) if remote is not None and not overlap and mint != "create" else ([], [])
 
         if mint == "create":
             action = "created"
@@ -109,7 +111,7 @@ class DasRotation:
         extra = {}
         if cleanup:
             extra["revoked_token_id"] = self.revoke_previous(flow)
-        if mint == "rotate" and spec["strategy"] == "overlap" and record.get("secret"):
+        if overlap:
             extra.update(self.rotate_overlap(flow, spec, live_id, reason))
         elif mint:
             extra.update(self.mint_in_place(flow, spec, live_id, reason, self.regen_bearer if mint == "rotate" else self.admin,

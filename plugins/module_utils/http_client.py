@@ -179,8 +179,9 @@ class HttpClient:
             self.redactor.add(bearer)
             headers["Authorization"] = "%s %s" % (scheme, bearer)
         if json is not None:
-            # Serialised here, compactly, so that what is signed is byte for byte what is sent.
-            data = _json.dumps(json, separators=(",", ":")).encode("utf-8")
+            # Serialised here, compactly and as UTF-8 (not \u escapes, as JSON.stringify does), so that
+            # what is signed is byte for byte what is sent and what a server that re-serialises digests.
+            data = _json.dumps(json, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
             headers.setdefault("Content-Type", "application/json")
         attempt = 0
         while True:

@@ -86,11 +86,13 @@ class TokenModule:
     product_name = None     # "Styra DAS"
     url_env = None
 
-    def __init__(self, argument_spec, run_options=True, **kwargs):
+    def __init__(self, argument_spec, run_options=True, policy_options=True, **kwargs):
+        # policy_options=False: a product that cannot rotate (DPA) has no rotate_before/max_age and no self.policy.
         spec = {}
         spec.update(connection_spec(self.url_env))
         spec.update(STORE_SPEC)
-        spec.update(POLICY_SPEC)
+        if policy_options:
+            spec.update(POLICY_SPEC)
         if run_options:
             spec.update(RUN_SPEC)
         spec.update(argument_spec)
@@ -107,7 +109,7 @@ class TokenModule:
         self.extra_output = {}
         self._warn_lock = threading.Lock()
         try:
-            self.policy = Policy.from_params(self.params)
+            self.policy = Policy.from_params(self.params) if policy_options else None
             self.params.setdefault("concurrency", 4)
             self.params.setdefault("return_secret", False)
             self.lock_timeout = parse_duration(self.params.get("lock_timeout") or "5m", "lock_timeout")

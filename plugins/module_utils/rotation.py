@@ -26,7 +26,8 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     StoreError,
 )
 
-ACTIONS = ("none", "created", "updated", "rotated", "revoked", "recovered", "needs_reconcile", "needs_interaction")
+# "removed": the store entry was deleted but the credential lives on in the product (DPA has no delete API).
+ACTIONS = ("none", "created", "updated", "rotated", "revoked", "recovered", "needs_reconcile", "needs_interaction", "removed")
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

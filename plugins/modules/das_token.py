@@ -85,6 +85,7 @@ options:
     description:
       - Lifetime of each secret, as a Go duration (C(24h), C(720h), C(90m)); DAS has no C(d) unit.
       - When omitted DAS gives about 10 years.
+      - A changed O(ttl) takes effect at the next rotation; DAS's echo of a TTL is not compared.
     type: str
   role_bindings:
     description:

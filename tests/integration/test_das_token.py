@@ -257,3 +257,13 @@ def test_lookup_gives_consumers_the_current_secret(runner, das, file_store):
     assert use("das/%s/app" % das.host).rc == 0
     missing = use("das/%s/nothing-here" % das.host)
     assert missing.rc != 0 and "no store entry at %s/das/%s/nothing-here" % (file_store.prefix, das.host) in missing.stdout
+
+
+def test_bindings_changed_with_a_rotation_are_applied_in_the_same_run(runner, das, file_store):
+    viewer = [{"role_id": "WorkspaceViewer", "resource_kind": "workspace", "resource_id": "*"}]
+    opa = [{"role_id": "SystemOPA", "resource_kind": "system", "resource_id": "s1"}]
+    run_das(runner, das, file_store, id="app", role_bindings=viewer, **APP)
+    result = run_das(runner, das, file_store, id="app", role_bindings=opa, state="rotated", **APP)
+    assert result["action"] == "rotated", result
+    assert das.sim.bindings_for("app") == [("SystemOPA", "system", "s1")]
+    assert_idempotent(runner, das, file_store, id="app", role_bindings=opa, **APP)

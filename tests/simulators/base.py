@@ -97,6 +97,7 @@ class Request:
     headers: Any                    # http.client.HTTPMessage: case-insensitive .get()
     body: bytes
     params: dict[str, str] = field(default_factory=dict)   # named groups of the route regex
+    target: str = ""                # the request target as sent: raw path and query (signatures cover it)
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -539,7 +540,7 @@ class SimServer:
         split = urllib.parse.urlsplit(handler.path)
         req = Request(method=handler.command, path=urllib.parse.unquote(split.path),
                       query=urllib.parse.parse_qs(split.query, keep_blank_values=True),
-                      headers=handler.headers, body=body)
+                      headers=handler.headers, body=body, target=handler.path)
         fault = self.faults.take(req.method, req.path)
         kind = fault.kind if fault else None
         if kind == "latency":

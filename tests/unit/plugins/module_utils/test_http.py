@@ -658,3 +658,25 @@ def test_signer_is_called_again_for_each_retry(sim, sleeps):
     client.request("sign", "GET", "/thing", signer=lambda m, u, h, b: calls.append(b) or {"Signature": "s%d" % len(calls)})
     assert calls == [None, None]
     assert [r.headers.get("Signature") for r in sim.requests] == ["s1", "s2"]
+
+
+def test_json_body_is_utf8_as_a_reserialising_server_digests_it(sleeps):
+    """Open Payments servers digest JSON.stringify(JSON.parse(body)): non-ASCII must travel as UTF-8, not \\u escapes."""
+    received = []
+
+    def record(req):
+        received.append((req.body, req.target))
+        return 200, {"ok": True}
+
+    server = SimServer()
+    server.route("POST", r"^/signed$", record)
+    server.start()
+    try:
+        client = HttpClient(PRODUCT, server.base_url, sleep=sleeps.append)
+        client.request("sign", "POST", "/signed?x=1&y=%C3%A9", json={"name": "Zoë", "n": 1})
+    finally:
+        server.stop()
+    body, target = received[0]
+    assert body == '{"name":"Zoë","n":1}'.encode("utf-8")
+    assert body == json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    assert target == "/signed?x=1&y=%C3%A9"          # the harness keeps the raw request target for signature checks
