@@ -48,11 +48,12 @@ def _b64(data):
 
 
 def _key_kind(key):
-    name = key.__class__.__name__.lstrip("_")
-    for kind in ("RSA", "EllipticCurve", "DSA", "Ed448", "X25519", "X448", "DH"):
-        if name.startswith(kind):
-            return {"EllipticCurve": "EC"}.get(kind, kind)
-    return name
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, rsa
+    for kind, cls in (("RSA", rsa.RSAPrivateKey), ("EC", ec.EllipticCurvePrivateKey), ("DSA", dsa.DSAPrivateKey),
+                      ("Ed448", ed448.Ed448PrivateKey)):
+        if isinstance(key, cls):
+            return kind
+    return key.__class__.__name__
 
 
 def load_private_key(text=None, path=None):

@@ -59,6 +59,78 @@ def _bootstrap_das(sim) -> dict:
 register(Product("das", "Styra DAS API tokens and Authz v2 role bindings", _build_das, _bootstrap_das))
 
 
+# ---- Open Payments -------------------------------------------------------------------------
+
+def _build_openpayments(args, switches):
+    from tests.simulators.openpayments import OpenPaymentsSimulator
+    return OpenPaymentsSimulator(tls=args.tls, state_file=args.state_file, tls_dir=_tls_dir(args), **switches)
+
+
+def _bootstrap_openpayments(sim) -> dict:
+    # The demo client's key pair is made once and its public key published at its wallet address's jwks.json;
+    # later starts reuse both from the state file.
+    from tests.simulators.openpayments import demo_client
+    return demo_client(sim)
+
+
+register(Product("openpayments", "Open Payments wallet addresses, GNAP authorization server and a toy resource server",
+                 _build_openpayments, _bootstrap_openpayments))
+
+
+# ---- Delinea Secret Server -----------------------------------------------------------------
+
+SECRETSERVER_USERS = (("svc-automation", None), ("svc-reports", "CORP"))
+SECRETSERVER_PLATFORM_CLIENT = "svc-platform"
+
+
+def _build_secretserver(args, switches):
+    from tests.simulators.secretserver import SecretServerSimulator
+    return SecretServerSimulator(tls=args.tls, state_file=args.state_file, tls_dir=_tls_dir(args), platform=True, **switches)
+
+
+def _bootstrap_secretserver(sim) -> dict:
+    # The API users and the platform's service user are seeded once; later starts keep them (and their sessions).
+    import secrets as _secrets
+    first = sim.users.get(SECRETSERVER_USERS[0][0])
+    password = first["password"] if first else _secrets.token_urlsafe(18)
+    for username, domain in SECRETSERVER_USERS:
+        if username not in sim.users:
+            sim.add_user(username, password, domain=domain)
+    client_secret = sim.platform.service_users.get(SECRETSERVER_PLATFORM_CLIENT)
+    if client_secret is None:
+        client_secret = _secrets.token_urlsafe(24)
+        sim.platform.add_service_user(SECRETSERVER_PLATFORM_CLIENT, client_secret)
+    return {"url": sim.api_url, "platform_url": sim.platform_url, "password": password,
+            "users": [{"username": u, "domain": d} for u, d in SECRETSERVER_USERS],
+            "platform_client_id": SECRETSERVER_PLATFORM_CLIENT, "platform_client_secret": client_secret}
+
+
+register(Product("secretserver", "Delinea Secret Server OAuth2 tokens, with the Delinea Platform host", _build_secretserver,
+                 _bootstrap_secretserver))
+
+
+# ---- DPA -----------------------------------------------------------------------------------
+
+# The demo's refresh tokens, as an administrator would create them in DPA's web interface.
+DPA_DEMO_TOKENS = (("reporting", 90 * 86400), ("archive", None))
+
+
+def _build_dpa(args, switches):
+    from tests.simulators.dpa import DpaSimulator
+    return DpaSimulator(tls=args.tls, state_file=args.state_file, tls_dir=_tls_dir(args), **switches)
+
+
+def _bootstrap_dpa(sim) -> dict:
+    # Made once; later starts hand out the same (still working) tokens kept in the state file.
+    tokens = {}
+    for name, lifetime in DPA_DEMO_TOKENS:
+        tokens[name] = sim.live_refresh_token(name) or sim.issue_refresh_token(name, lifetime=lifetime)
+    return {"refresh_tokens": tokens}
+
+
+register(Product("dpa", "SolarWinds DPA refresh tokens and the OAuth token exchange", _build_dpa, _bootstrap_dpa))
+
+
 # ---- command line --------------------------------------------------------------------------
 
 def _tls_dir(args) -> str | None:

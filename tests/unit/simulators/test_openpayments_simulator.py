@@ -1,0 +1,375 @@
+"""The Open Payments simulator against ../shared/api/openpayments.md and the vendor OpenAPI files.
+
+Requests are signed with the collection's signer (its agreement with Interledger's own library is
+shown in tests/unit/plugins/module_utils/test_http_signatures.py); responses are validated against
+openpayments-auth-server.yaml and openpayments-wallet-address-server.yaml where shared/ sits beside the clone.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from ansible_collections.tokenops.rotation.plugins.module_utils.http_signatures import Signer, public_jwk
+from tests.simulators.base import Clock
+from tests.simulators.openpayments import OpenPaymentsSimulator
+
+SPECS = Path(__file__).resolve().parents[3].parent / "shared" / "api" / "specs"
+KEY_ID = "sim-key"
+
+
+class Client:
+    """Signed requests, as an Open Payments client sends them (compact JSON, GNAP authorization)."""
+
+    def __init__(self, sim, key, key_id=KEY_ID):
+        self.sim = sim
+        self.signer = Signer(key, key_id, now=sim.clock.now)
+
+    def call(self, method, url, body=None, token=None, sign=True, extra=None):
+        headers = {}
+        data = None
+        if token:
+            headers["Authorization"] = "GNAP " + token
+        if body is not None:
+            data = json.dumps(body, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        if sign:
+            headers.update(self.signer(method, url, headers, data))
+        headers.update(extra or {})
+        return requests.request(method, url, data=data, headers=headers, timeout=10)
+
+
+@pytest.fixture
+def clock():
+    return Clock(frozen=True)
+
+
+@pytest.fixture
+def key():
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def make_sim(clock, key):
+    started = []
+
+    def make(**switches):
+        switches.setdefault("wait", 0)
+        sim = OpenPaymentsSimulator(clock=clock, **switches)
+        sim.start()
+        sim.add_wallet("client", public_name="Client", keys=[public_jwk(key, KEY_ID)])
+        sim.add_wallet("alice", public_name="Alice")
+        sim.add_wallet("anon", keys=[public_jwk(key, KEY_ID)])      # no publicName
+        started.append(sim)
+        return sim
+
+    yield make
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def sim(make_sim):
+    return make_sim()
+
+
+@pytest.fixture
+def op(sim, key):
+    return Client(sim, key)
+
+
+def incoming(sim):
+    return {"access_token": {"access": [{"type": "incoming-payment", "actions": ["create", "read"], "identifier": sim.wallet_url("alice")}]},
+            "client": sim.wallet_url("client")}
+
+
+def outgoing(sim, finish=None, client=None):
+    body = {"access_token": {"access": [{"type": "outgoing-payment", "actions": ["create", "read"], "identifier": sim.wallet_url("alice"),
+                                         "limits": {"debitAmount": {"value": "500", "assetCode": "USD", "assetScale": 2}}}]},
+            "client": client or sim.wallet_url("client"), "interact": {"start": ["redirect"]}}
+    if finish:
+        body["interact"]["finish"] = {"method": "redirect", "uri": "https://client.example/return", "nonce": "client-nonce-1"}
+    return body
+
+
+def error_of(response):
+    return response.status_code, response.json()["error"].get("code"), response.json()["error"]["description"]
+
+
+# ---- the OpenAPI files ------------------------------------------------------------------------
+
+class Spec:
+    def __init__(self, path):
+        import yaml
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT202012
+        self.document = yaml.safe_load(path.read_text())
+        self.uri = "urn:" + path.name
+        self.registry = Registry().with_resource(self.uri, Resource.from_contents(self.document, default_specification=DRAFT202012))
+
+    def check(self, response, template, method):
+        from jsonschema import Draft202012Validator
+        declared = self.document["paths"][template][method.lower()]["responses"]
+        assert str(response.status_code) in declared, f"{method} {template} answered {response.status_code}, not declared"
+        content = declared[str(response.status_code)].get("content")
+        if content is None:
+            assert not response.content
+            return None
+        schema = dict(content["application/json"]["schema"])
+        body = response.json()
+        validator = Draft202012Validator({"$ref": self.uri + "#/paths/" + _pointer(template) + "/" + method.lower() + "/responses/"
+                                          + str(response.status_code) + "/content/application~1json/schema"},
+                                         registry=self.registry)
+        problems = [e.message for e in validator.iter_errors(body)]
+        assert schema and not problems, (template, method, response.status_code, problems)
+        return body
+
+
+def _pointer(template):
+    return template.replace("~", "~0").replace("/", "~1")
+
+
+@pytest.fixture(scope="module")
+def auth_spec():
+    path = SPECS / "openpayments-auth-server.yaml"
+    if not path.is_file():
+        pytest.skip("../shared/api/specs not found: simulator fidelity is checked only where shared/ sits beside the clone")
+    return Spec(path)
+
+
+@pytest.fixture(scope="module")
+def wallet_spec():
+    path = SPECS / "openpayments-wallet-address-server.yaml"
+    if not path.is_file():
+        pytest.skip("../shared/api/specs not found")
+    return Spec(path)
+
+
+def test_wallet_address_and_jwks_match_the_spec(sim, wallet_spec, key):
+    address = wallet_spec.check(requests.get(sim.wallet_url("client"), timeout=10), "/", "GET")
+    assert address["authServer"] == sim.grant_url and address["publicName"] == "Client"
+    keys = wallet_spec.check(requests.get(sim.wallet_url("client") + "/jwks.json", timeout=10), "/jwks.json", "GET")
+    assert keys == {"keys": [public_jwk(key, KEY_ID)]}
+    assert requests.get(sim.wallet_url("nobody"), timeout=10).status_code == 404
+
+
+def test_every_grant_flow_answer_matches_the_spec(sim, op, auth_spec):
+    grant = auth_spec.check(op.call("POST", sim.grant_url, incoming(sim)), "/", "POST")
+    assert "wait" not in grant["continue"] and re.fullmatch(r"[0-9A-F]{20}", grant["access_token"]["value"])
+    assert re.fullmatch(re.escape(sim.auth_server) + r"/token/[0-9a-f-]{36}", grant["access_token"]["manage"])
+    assert grant["access_token"]["expires_in"] == 600
+    rotated = auth_spec.check(op.call("POST", grant["access_token"]["manage"], token=grant["access_token"]["value"]), "/token/{id}", "POST")
+    auth_spec.check(op.call("DELETE", rotated["access_token"]["manage"], token=rotated["access_token"]["value"]), "/token/{id}", "DELETE")
+    pending = auth_spec.check(op.call("POST", sim.grant_url, outgoing(sim, finish=True)), "/", "POST")
+    cont = pending["continue"]
+    auth_spec.check(op.call("POST", cont["uri"], {"interact_ref": "nope"}, token=cont["access_token"]["value"]), "/continue/{id}", "POST")
+    interaction = pending["interact"]["redirect"].split("/interact/")[1].split("/")[0]
+    ref = sim.approve(interaction)["interact_ref"]
+    issued = auth_spec.check(op.call("POST", cont["uri"], {"interact_ref": ref}, token=cont["access_token"]["value"]), "/continue/{id}", "POST")
+    assert sim.token_works(issued["access_token"]["value"])
+    auth_spec.check(op.call("DELETE", cont["uri"], token=cont["access_token"]["value"]), "/continue/{id}", "DELETE")
+    auth_spec.check(op.call("DELETE", cont["uri"], token=cont["access_token"]["value"]), "/continue/{id}", "DELETE")
+    auth_spec.check(op.call("POST", rotated["access_token"]["manage"], token=rotated["access_token"]["value"]), "/token/{id}", "POST")
+
+
+# ---- grants ----------------------------------------------------------------------------------
+
+def test_non_interactive_grant_token_works_at_the_resource_server(sim, op):
+    grant = op.call("POST", sim.grant_url, incoming(sim)).json()
+    token = grant["access_token"]["value"]
+    assert op.call("GET", sim.base_url + "/rs/incoming-payments", token=token).status_code == 200
+    assert op.call("GET", sim.base_url + "/rs/incoming-payments", token="0" * 20).status_code == 401
+    assert op.call("GET", sim.base_url + "/rs/incoming-payments", token=token, sign=False).status_code == 401
+
+
+@pytest.mark.parametrize("body, status, code, needle", [
+    (lambda s: dict(incoming(s), access_token={"access": incoming(s)["access_token"]["access"] * 2}), 400, None, "duplicate"),
+    (lambda s: dict(incoming(s), access_token={"access": [{"type": "quote", "actions": [a]} for a in ("create", "read", "read-all")]
+                                               + [{"type": "incoming-payment", "actions": ["read"]}]}), 400, None, "more than 3"),
+    (lambda s: {**outgoing(s), "access_token": {"access": [{"type": "outgoing-payment", "actions": ["create"]}]}}, 400, None, "identifier"),
+    (lambda s: {k: v for k, v in outgoing(s).items() if k != "interact"}, 400, "invalid_request", "interact"),
+    (lambda s: outgoing(s, client=s.wallet_url("anon")), 400, "invalid_client", "client"),
+    (lambda s: dict(incoming(s), client=42), 400, "invalid_request", "client"),
+], ids=["duplicates", "four-items", "outgoing-without-identifier", "no-interact", "no-public-name", "bad-client"])
+def test_grant_request_errors(sim, op, body, status, code, needle):
+    response = op.call("POST", sim.grant_url, body(sim))
+    got = error_of(response)
+    assert got[:2] == (status, code) and needle in got[2], got
+    assert not sim.tokens
+
+
+def test_unknown_tenant_is_not_found(sim, op):
+    assert error_of(op.call("POST", sim.auth_server + "/other", incoming(sim)))[:3] == (404, "invalid_request", "Not Found")
+
+
+def test_directed_identity_only_without_interaction(sim, op, key):
+    jwk_client = {"jwk": public_jwk(key, KEY_ID)}
+    assert op.call("POST", sim.grant_url, dict(incoming(sim), client=jwk_client)).status_code == 200
+    assert error_of(op.call("POST", sim.grant_url, outgoing(sim, client=jwk_client)))[:2] == (400, "invalid_client")
+
+
+@pytest.mark.parametrize("padding", [True, False])
+def test_interactive_grant_approve_and_continue(make_sim, key, padding):
+    sim = make_sim(finish_hash_padding=padding)
+    op = Client(sim, key)
+    pending = op.call("POST", sim.grant_url, outgoing(sim, finish=True)).json()
+    cont, interact = pending["continue"], pending["interact"]
+    assert cont["wait"] == 0 and interact["redirect"].startswith(sim.auth_server + "/interact/")
+    assert "clientName=Client" in interact["redirect"]
+    assert requests.get(interact["redirect"], timeout=10).status_code == 200
+    token = cont["access_token"]["value"]
+    assert error_of(op.call("POST", cont["uri"], {"interact_ref": "x"}, token=token))[:2] == (404, "invalid_continuation")
+    interaction = interact["redirect"].split("/interact/")[1].split("/")[0]
+    approval = requests.post(sim.base_url + "/_sim/approve/" + interaction, timeout=10).json()
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(approval["redirect"]).query)
+    assert query["interact_ref"] == [approval["interact_ref"]]
+    digest = base64.b64encode(hashlib.sha256(f"client-nonce-1\n{interact['finish']}\n{approval['interact_ref']}\n{sim.grant_url}"
+                                             .encode()).digest()).decode()
+    assert query["hash"] == [digest if padding else digest.rstrip("=")]
+    assert error_of(op.call("POST", cont["uri"], token=token))[:3] == (401, "request_denied", "grant cannot be polled")
+    issued = op.call("POST", cont["uri"], {"interact_ref": approval["interact_ref"]}, token=token).json()
+    assert sim.token_works(issued["access_token"]["value"])
+    # A second continuation is refused: a lost answer cannot be fetched again.
+    assert error_of(op.call("POST", cont["uri"], {"interact_ref": approval["interact_ref"]}, token=token))[:2] == (401, "request_denied")
+    assert error_of(op.call("POST", cont["uri"], {"other": 1}, token=token))[:2] == (401, "invalid_request")
+    assert error_of(op.call("POST", cont["uri"], token="WRONG"))[:2] == (401, "invalid_continuation")
+
+
+def test_polling_honours_wait(make_sim, key, clock):
+    sim = make_sim(wait=5)
+    op = Client(sim, key)
+    pending = op.call("POST", sim.grant_url, outgoing(sim)).json()
+    uri, token = pending["continue"]["uri"], pending["continue"]["access_token"]["value"]
+    assert error_of(op.call("POST", uri, token=token))[:2] == (400, "too_fast")
+    clock.advance(5)
+    still = op.call("POST", uri, token=token).json()
+    assert set(still) == {"continue"} and still["continue"]["wait"] == 5
+    sim.approve(pending["interact"]["redirect"].split("/interact/")[1].split("/")[0])
+    assert error_of(op.call("POST", uri, token=token))[:2] == (400, "too_fast")   # the last attempt restarted the wait
+    clock.advance(5)
+    assert sim.token_works(op.call("POST", uri, token=token).json()["access_token"]["value"])
+    clock.advance(5)
+    assert error_of(op.call("POST", uri, token=token))[:2] == (401, "request_denied")
+
+
+def test_denied_interaction_cannot_be_continued(sim, op):
+    pending = op.call("POST", sim.grant_url, outgoing(sim, finish=True)).json()
+    approval = sim.approve(pending["interact"]["redirect"].split("/interact/")[1].split("/")[0], deny=True)
+    cont = pending["continue"]
+    assert error_of(op.call("POST", cont["uri"], {"interact_ref": approval["interact_ref"]}, token=cont["access_token"]["value"]))[:2] \
+        == (404, "invalid_continuation")
+
+
+# ---- rotation, revocation, cancel --------------------------------------------------------------
+
+def test_rotation_kills_the_old_token_and_manage_url_at_once(sim, op, clock):
+    token = op.call("POST", sim.grant_url, incoming(sim)).json()["access_token"]
+    new = op.call("POST", token["manage"], token=token["value"]).json()["access_token"]
+    assert new["manage"] != token["manage"] and new["value"] != token["value"] and new["access"] == token["access"]
+    assert not sim.token_works(token["value"]) and sim.token_works(new["value"])
+    assert error_of(op.call("POST", token["manage"], token=token["value"])) == (401, "invalid_client", "invalid access token")
+    clock.advance(601)                                   # expired tokens can be rotated (Rafiki)
+    assert not sim.token_works(new["value"])
+    again = op.call("POST", new["manage"], token=new["value"]).json()["access_token"]
+    assert sim.token_works(again["value"])
+
+
+def test_switch_rotate_expired(make_sim, key, clock):
+    sim = make_sim(rotate_expired=False)
+    op = Client(sim, key)
+    token = op.call("POST", sim.grant_url, incoming(sim)).json()["access_token"]
+    clock.advance(600)
+    assert error_of(op.call("POST", token["manage"], token=token["value"]))[:2] == (401, "invalid_client")
+
+
+def test_revoke_then_401(sim, op):
+    token = op.call("POST", sim.grant_url, incoming(sim)).json()["access_token"]
+    assert op.call("DELETE", token["manage"], token=token["value"]).status_code == 204
+    assert not sim.token_works(token["value"])
+    assert error_of(op.call("DELETE", token["manage"], token=token["value"])) == (401, "invalid_client", "invalid access token")
+
+
+def test_cancel_revokes_the_grant_and_its_tokens(sim, op):
+    grant = op.call("POST", sim.grant_url, incoming(sim)).json()
+    cont, token = grant["continue"], grant["access_token"]
+    assert op.call("DELETE", cont["uri"], token=cont["access_token"]["value"]).status_code == 204
+    assert not sim.token_works(token["value"])
+    assert error_of(op.call("POST", token["manage"], token=token["value"]))[:2] == (401, "invalid_client")
+    assert error_of(op.call("DELETE", cont["uri"], token=cont["access_token"]["value"]))[:2] == (401, "invalid_continuation")
+
+
+def test_tokens_of_a_revoked_grant_cannot_be_managed(sim, op):
+    token = op.call("POST", sim.grant_url, incoming(sim)).json()["access_token"]
+    with sim.lock:
+        grant = next(iter(sim.grants.values()))
+        grant["finalization"] = "revoked"            # revoked by the AS's administrator, not through cancel
+    assert error_of(op.call("POST", token["manage"], token=token["value"])) == (401, "invalid_client", "invalid access token")
+    assert error_of(op.call("DELETE", token["manage"], token=token["value"]))[:2] == (401, "invalid_client")
+
+
+# ---- signatures and the strict switch -----------------------------------------------------------
+
+def test_signature_errors_follow_rafikis_order(sim, op, key):
+    body = incoming(sim)
+    assert error_of(op.call("POST", sim.grant_url, body, sign=False)) == (401, "invalid_client", "invalid signature headers")
+    other = Client(sim, ed25519.Ed25519PrivateKey.generate())
+    assert error_of(other.call("POST", sim.grant_url, body)) == (401, "invalid_client", "invalid signature")
+    unknown = Client(sim, key, key_id="nobody")
+    assert error_of(unknown.call("POST", sim.grant_url, body)) == (400, "invalid_client", "could not determine client")
+    upper = op.call("POST", sim.grant_url, body, extra={"Signature-Input": 'sig1=("@Method" "@target-uri");keyid="sim-key";created=1'})
+    assert error_of(upper)[2] == "invalid signature headers"
+    assert sim.rejections[-1] == "signature headers" and not sim.tokens
+
+
+def test_strict_switch(make_sim, key, clock):
+    lenient, strict = make_sim(), make_sim(strict=True)
+    for sim in (lenient, strict):
+        op = Client(sim, key)
+        token = op.call("POST", sim.grant_url, incoming(sim)).json()["access_token"]
+        # The managed token's manage URL with another token in Authorization: Rafiki does not compare them.
+        other = op.call("POST", sim.grant_url, incoming(sim)).json()["access_token"]
+        answer = op.call("POST", token["manage"], token=other["value"])
+        assert answer.status_code == (401 if sim.strict else 200), answer.text
+        # A signature made long ago: Rafiki has no replay window.
+        old = Client(sim, key)
+        old.signer.now = lambda: clock.now() - 3600
+        assert old.call("POST", sim.grant_url, incoming(sim)).status_code == (401 if sim.strict else 200)
+        # A body outside the signature.
+        unsigned_body = op.call("POST", sim.grant_url, extra={"Content-Type": "application/json"})
+        assert unsigned_body.status_code == 400       # no body: Rafiki's request validation refuses it
+        signed = op.signer("POST", sim.grant_url, {}, None)
+        sent = requests.post(sim.grant_url, data=json.dumps(incoming(sim)), timeout=10,
+                             headers=dict(signed, **{"Content-Type": "application/json"}))
+        assert sent.status_code == (401 if sim.strict else 200), sent.text
+
+
+def test_state_survives_a_restart(tmp_path, key):
+    state = tmp_path / "op.json"
+    first = OpenPaymentsSimulator(state_file=str(state), wait=0)
+    first.start()
+    first.add_wallet("client", public_name="Client", keys=[public_jwk(key, KEY_ID)])
+    first.add_wallet("alice", public_name="Alice")
+    token = Client(first, key).call("POST", first.grant_url, incoming(first)).json()["access_token"]
+    first.stop()
+    second = OpenPaymentsSimulator(state_file=str(state))
+    second.start()
+    try:
+        assert second.token_works(token["value"]) and token["value"] in second.issued
+    finally:
+        second.stop()
+
+
+def test_request_log_holds_no_token(sim, op, caplog):
+    caplog.set_level("DEBUG", logger="simulator")
+    grant = op.call("POST", sim.grant_url, incoming(sim)).json()
+    op.call("POST", grant["access_token"]["manage"], token=grant["access_token"]["value"])
+    text = caplog.text + repr([r.headers for r in sim.requests])
+    assert sim.issued and not [s for s in sim.issued if s in text]
