@@ -527,10 +527,11 @@ class OpenPaymentsRotation:
             raise
         flow.persist({}, remove=TOKEN_KEYS)
         if revoked:
-            return self._result(spec, "revoked", flow)
-        # 401: the AS had revoked it already (or it was rotated elsewhere); only the dead value left the store.
-        return self._result(spec, "none", flow, changed=False,
-                            msg="the authorization server had revoked token %s already" % record.get("token_id"))
+            return self._result(spec, "revoked", flow, revoked_on_server=True)
+        # 401: the AS had revoked it already (or it was rotated elsewhere). Nothing changed there, but the dead
+        # value left the store, and a run that writes does not report changed: false (as secretserver_token).
+        return self._result(spec, "revoked", flow, revoked_on_server=False,
+                            msg="the authorization server had revoked token %s already; its dead value left the store" % record.get("token_id"))
 
     def _cancel(self, flow, spec, record):
         if not record:

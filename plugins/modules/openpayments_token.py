@@ -56,7 +56,9 @@ options:
       - With O(state=absent), V(token) revokes the access token and keeps the grant in the store (a
         later O(state=present) replaces it), V(grant) cancels the grant with all its tokens and
         deletes the store entry.
-      - A token or grant the authorization server had revoked already (HTTP 401) gives C(changed=false).
+      - A token the authorization server had revoked already (HTTP 401) is reported with
+        RV(revoked_on_server=false); the task still reports a change when its dead value leaves the
+        store, and none once the store holds nothing more to remove.
     type: str
     choices: [token, grant]
     default: token
@@ -280,6 +282,11 @@ pending:
 backed_off:
   description: True when another run held the grant and this one left it alone.
   returned: when it happened
+  type: bool
+revoked_on_server:
+  description: With O(state=absent) and O(scope=token), whether this run revoked the token at the
+    authorization server (false when it had been revoked already, HTTP 401).
+  returned: when a stored token was revoked
   type: bool
 secret:
   description: The current access token. Only with O(return_secret=true).

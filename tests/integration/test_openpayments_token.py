@@ -105,15 +105,17 @@ def test_interactive_grant_by_polling(runner, op_factory, file_store):
     assert result["action"] == "created" and op.sim.token_works(record_of(file_store, op, "payout")["secret"]), result
 
 
-def test_revoked_outside_means_changed_false(runner, op, file_store):
+def test_revoked_outside_is_reported_and_then_nothing_changes(runner, op, file_store):
     run_op(runner, op, file_store, id="app", access=op.incoming)
     record = record_of(file_store, op)
     with op.sim.lock:
         op.sim.tokens[record["token_id"]]["revoked_at"] = op.sim.clock.now()
     result = run_op(runner, op, file_store, id="app", state="absent")
-    assert result["action"] == "none" and result["changed"] is False and "already" in result["msg"], result
+    assert result["action"] == "revoked" and result["revoked_on_server"] is False and "already" in result["msg"], result
     assert op.sim.count("DELETE", "/auth/token/") == 1
-
+    again = run_op(runner, op, file_store, id="app", state="absent")
+    assert again["changed"] is False and again["action"] == "none", again
+    assert op.sim.count("DELETE", "/auth/token/") == 1
 
 def test_dead_token_found_by_verify_url_is_replaced(runner, op, file_store):
     opts = dict(id="app", access=op.incoming, verify_url=op.rs)
