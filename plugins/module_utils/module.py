@@ -233,8 +233,8 @@ class TokenModule:
             out["results"] = results
         if diffs:
             out["diff"] = diffs if len(diffs) > 1 else diffs[0]
-        if self.warnings:
-            out["warnings"] = list(self.warnings)
+        for warning in self.warnings:
+            self.module.warn(warning)   # passing warnings= to exit_json is deprecated in ansible-core 2.19
         if failed:
             out.pop("failed", None)
             msg = "; ".join("%s: %s" % (r.get("id"), r.get("msg")) for r in failed) if not single else failed[0].get("msg")

@@ -1,0 +1,217 @@
+"""An adoption of a new DPA refresh token under faults: a bad or deleted new token, the store down,
+the module killed, 5xx and 429 from DPA.
+
+The invariant after every scenario: the store's current refresh token works, and a new token that
+was not promoted is either refused with a message naming the step, or recorded in the intent, which
+the next run completes. Never a dead token in the store, never a lost new one.
+"""
+
+import fcntl
+import os
+import signal
+import time
+
+import pytest
+
+from dpa_fixtures import dpa_task, record_of, run_dpa
+# Fixtures: pytest finds them by name in this module.
+from dpa_fixtures import dpa, dpa_factory  # noqa: F401  # pylint: disable=unused-import
+
+pytestmark = pytest.mark.integration
+
+TOKEN_PATH = r"^/iwc/api/security/oauth/token$"
+PROBE_PATH = r"^/iwc/api/databases/monitor-information$"
+
+
+class Tokens:
+    """The stored token and the new one; its repr keeps them out of pytest's failure reports."""
+
+    def __init__(self, old, new):
+        self.old, self.new = old, new
+
+    def __iter__(self):
+        return iter((self.old, self.new))
+
+    def __repr__(self):
+        return "<Tokens reporting-old, reporting-new>"
+
+
+def _made(runner, dpa, store):
+    """'reporting-old' is stored; 'reporting-new' was just made by an administrator."""
+    old = dpa.issue("reporting-old")
+    assert run_dpa(runner, dpa, store, id="reporting", refresh_token=old)["action"] == "created"
+    new = dpa.issue("reporting-new")
+    dpa.sim.reset_counts()
+    return Tokens(old, new)
+
+
+@pytest.fixture
+def tokens(runner, dpa, store):
+    return _made(runner, dpa, store)
+
+
+@pytest.fixture
+def file_tokens(runner, dpa, file_store):
+    return _made(runner, dpa, file_store)
+
+
+def assert_old_current(store, dpa, old):
+    record = record_of(store, dpa)
+    assert record["secret"] == old and dpa.sim.refresh_token_works(old) and "pending" not in record, \
+        {k: v for k, v in record.items() if k not in ("secret", "access_token", "previous")}
+
+
+def wait_for(predicate, what, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for %s" % what)
+
+
+@pytest.mark.parametrize("kind", ["forged", "deleted", "expired in DPA"])
+def test_a_bad_new_token_is_not_adopted(runner, dpa, file_store, file_tokens, kind):
+    old, new = file_tokens
+    if kind == "forged":
+        new = dpa.forged("reporting-new")
+    elif kind == "deleted":
+        dpa.sim.delete_refresh_token(new)
+    else:
+        new = dpa.issue("reporting-new", seconds=60)
+        dpa.sim.clock.advance(120)             # DPA's clock passed its exp; the controller's has not
+    result = run_dpa(runner, dpa, file_store, id="reporting", refresh_token=new, state="rotated")
+    assert result["failed"] and result["step"] == "verify", result
+    assert "SolarWinds DPA: verify new refresh token 'reporting-new' failed: POST /iwc/api/security/oauth/token returned HTTP 400 " \
+           "(error code invalid_grant)" in result["msg"]
+    assert "it was not adopted, and 'reporting-old' stays current" in result["msg"]
+    dpa.sim.clock.set(time.time())
+    assert_old_current(file_store, dpa, old)
+
+
+def test_store_down_during_adoption(runner, dpa, store, tokens):
+    old, new = tokens
+    dpa.sim.faults.add("POST", TOKEN_PATH, "hang_after_commit", delay=0.5)
+    task = dpa_task(dpa, store, id="reporting", refresh_token=new, state="rotated")
+    task["tokenops.rotation.dpa_refresh_token"]["store"]["timeout"] = 1    # each of the persist's attempts gives up sooner
+    proc, results = runner.start([task], env=dict(store.env))
+    wait_for(dpa.sim.faults.committed.is_set, "DPA to answer the exchange of the new token")
+    # The store goes away while the module learns that the new token works.
+    lock_fd = None
+    if store.backend == "vault":
+        store.bao.server.pause()
+    else:
+        lock_fd = os.open(str(store.file_path) + ".lock", os.O_RDWR)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    try:
+        result = runner.finish(proc, results).result
+    finally:
+        if store.backend == "vault":
+            store.bao.server.resume()
+        else:
+            os.close(lock_fd)
+    assert result["failed"] and result["step"] == "persist", result
+    assert "the new refresh token 'reporting-new' works, but saving it as current failed" in result["msg"]
+    assert "the next run completes the adoption" in result["msg"]
+    record = record_of(store, dpa)
+    # Nothing is lost: the old token is current and works, the new one waits in the intent (or a Vault write
+    # that sat in the socket committed when the server woke up).
+    if record["secret"] == old:
+        assert record["pending"]["step"] == "adopting" and record["pending"]["new_secret"] == new
+        assert dpa.sim.refresh_token_works(old)
+    else:
+        assert store.backend == "vault" and record["secret"] == new
+    healed = run_dpa(runner, dpa, store, id="reporting")
+    assert healed["action"] in ("recovered", "none") and not healed["failed"], healed
+    record = record_of(store, dpa)
+    assert record["secret"] == new and record["previous"]["secret"] == old and "pending" not in record
+
+
+def test_store_down_before_adoption(runner, dpa, file_store, file_tokens):
+    old, new = file_tokens
+    lock_fd = os.open(str(file_store.file_path) + ".lock", os.O_RDWR)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    try:
+        result = run_dpa(runner, dpa, file_store, id="reporting", refresh_token=new, state="rotated")
+    finally:
+        os.close(lock_fd)
+    assert result["failed"] and result["step"] == "read store" and "read the store entry of reporting failed" in result["msg"], result
+    assert dpa.sim.count() == 0
+    assert_old_current(file_store, dpa, old)
+
+
+def test_killed_during_adoption_the_next_run_completes_it(runner, dpa, file_store, file_tokens):
+    old, new = file_tokens
+    dpa.sim.faults.add("POST", TOKEN_PATH, "hang_after_commit", delay=30)
+    proc, results = runner.start([dpa_task(dpa, file_store, id="reporting", refresh_token=new, state="rotated")], env={})
+    wait_for(dpa.sim.faults.committed.is_set, "DPA to answer the exchange of the new token")
+    pid = int(record_of(file_store, dpa)["pending"]["holder"].rsplit(":", 1)[1])
+    os.kill(pid, signal.SIGKILL)
+    runner.kill(proc)
+    runner.finish(proc, results)
+    wait_for(lambda: not _alive(pid), "the module to die")
+    record = record_of(file_store, dpa)
+    assert record["secret"] == old and dpa.sim.refresh_token_works(old) and record["pending"]["new_secret"] == new
+    # The next ordinary run, without the new token in its input, finds it in the intent.
+    result = run_dpa(runner, dpa, file_store, id="reporting")
+    assert result["action"] == "recovered" and result["token_id"] == "reporting-new", result
+    record = record_of(file_store, dpa)
+    assert record["secret"] == new and record["previous"]["token_id"] == "reporting-old" and "pending" not in record
+
+
+def test_a_concurrent_run_backs_off(runner, dpa, file_store, file_tokens):
+    old, new = file_tokens
+    dpa.sim.faults.add("POST", TOKEN_PATH, "latency", delay=3)
+    proc, results = runner.start([dpa_task(dpa, file_store, id="reporting", refresh_token=new, state="rotated")], env={})
+    wait_for(lambda: "pending" in record_of(file_store, dpa), "the first run's intent")
+    second = run_dpa(runner, dpa, file_store, id="reporting")
+    first = runner.finish(proc, results).result
+    assert first["action"] == "rotated", first
+    assert second["backed_off"] is True and second["changed"] is False and "is being changed by" in second["msg"], second
+    assert record_of(file_store, dpa)["secret"] == new
+
+
+@pytest.mark.parametrize("fault, expect", [
+    (dict(kind="status", status=503), "rotated"),                   # retried: a repeated exchange is harmless
+    (dict(kind="retry_after", retry_after=1), "rotated"),           # waits for Retry-After, then goes on
+    (dict(kind="status", status=500), "HTTP 500"),                  # not retried: refused, nothing changes
+    (dict(kind="status", status=503, times=None), "HTTP 503"),      # still down after the retries
+], ids=["503-once", "429", "500", "503-always"])
+def test_server_errors_on_the_exchange(runner, dpa, file_store, file_tokens, fault, expect):
+    old, new = file_tokens
+    dpa.sim.faults.add("POST", TOKEN_PATH, **fault)
+    started = time.time()
+    result = run_dpa(runner, dpa, file_store, id="reporting", refresh_token=new, state="rotated")
+    dpa.sim.faults.clear()
+    if expect == "rotated":
+        assert result["action"] == "rotated" and not result["failed"], result
+        assert dpa.posts() == 2 and record_of(file_store, dpa)["secret"] == new
+        if fault["kind"] == "retry_after":
+            posts = [r for r in dpa.sim.requests if r.method == "POST"]
+            assert posts[0].status == 429 and posts[1].at - posts[0].at >= 0.9 and time.time() - started >= 1
+        return
+    assert result["failed"] and result["step"] == "verify", result
+    assert ("SolarWinds DPA: verify new refresh token 'reporting-new' failed: POST /iwc/api/security/oauth/token returned %s" % expect) \
+        in result["msg"] and "could not be verified, so it was not adopted; 'reporting-old' stays current" in result["msg"]
+    assert dpa.posts() == (1 if expect == "HTTP 500" else 4)
+    assert_old_current(file_store, dpa, old)
+    assert run_dpa(runner, dpa, file_store, id="reporting", refresh_token=new, state="rotated")["action"] == "rotated"
+
+
+def test_probe_errors_are_retried(runner, dpa, file_store, file_tokens):
+    dpa.sim.faults.add("GET", PROBE_PATH, "status", status=502, times=2)
+    result = run_dpa(runner, dpa, file_store, id="reporting")
+    assert result["action"] == "none" and result["validated_by"] == "probe" and not result["failed"], result
+    assert dpa.sim.count("GET") == 3 and dpa.posts() == 0
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().split(") ", 1)[1][0] != "Z"   # a zombie is dead
+    except OSError:
+        return False
