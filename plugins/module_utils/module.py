@@ -32,6 +32,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import 
     Policy,
     diff_text,
     parse_duration,
+    public_view,
     result_for,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
@@ -174,6 +175,21 @@ class TokenModule:
         if explicit:
             return explicit.strip("/")
         return path_for(self.params["store"], self.product, self.host, token_id)
+
+    def stored(self, path):
+        """A store entry as every *_info module shows it: (record, the fields they all report).
+
+        The fields are in_store, fingerprint, store_path, store_version and, while a rotation is in
+        progress or was interrupted, pending. Never a secret; each module adds its product's fields.
+        """
+        entry = self.store.read(path)
+        record = entry.data or {}
+        view = public_view(record)
+        shown = dict(in_store=bool(record.get("secret")), fingerprint=view.get("fingerprint"), store_path=path,
+                     store_version=entry.version)
+        if view.get("pending"):
+            shown["pending"] = view["pending"]
+        return record, shown
 
     def flow(self, path):
         return Flow(self.store, path, self.product, check_mode=self.module.check_mode, lock_timeout=self.lock_timeout)

@@ -125,8 +125,8 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.das import DasCl
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import InputError, TokenModule
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import (
+    iso,
     parse_time,
-    public_view,
     utcnow,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError
@@ -191,32 +191,23 @@ class DasTokenInfoModule(TokenModule):
 
     def describe(self, token_id, token, asked_das):
         now = utcnow()
-        path = self.store_path(token_id)
-        entry = self.store.read(path)
-        record = entry.data or {}
-        view = public_view(record)
+        record, item = self.stored(self.store_path(token_id))
         expires = parse_time((token or {}).get("expires")) or parse_time(record.get("expires_at"))
         issued = parse_time(record.get("rotated_at")) or parse_time(record.get("issued_at"))
         if issued is None and token:
             issued = parse_time((token.get("metadata") or {}).get("created_at"))
         due, reason = self.policy.due(now, parse_time(record.get("issued_at")), expires, parse_time(record.get("rotated_at")))
-        item = dict(
+        item.update(
             id=token_id,
             description=(token or {}).get("description"),
             in_das=(token is not None) if asked_das else None,
-            in_store=bool(record.get("secret")),
-            expires_at=expires.strftime("%Y-%m-%dT%H:%M:%SZ") if expires else None,
+            expires_at=iso(expires),
             days_left=int((expires - now).total_seconds() // 86400) if expires else None,
             age_days=int((now - issued).total_seconds() // 86400) if issued else None,
             due=bool(due),
             due_reason=reason,
-            fingerprint=view.get("fingerprint"),
-            store_path=path,
-            store_version=entry.version,
             uses=(token or {}).get("uses"),
         )
-        if view.get("pending"):
-            item["pending"] = view["pending"]
         return item
 
 

@@ -147,7 +147,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.dpa import (
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import InputError, TokenModule
-from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import iso, public_view, utcnow
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import iso, utcnow
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError
 
 
@@ -194,15 +194,9 @@ class DpaRefreshTokenInfoModule(TokenModule):
         self.module.exit_json(changed=False, tokens=tokens)
 
     def describe(self, token_id, client):
-        path = self.store_path(token_id)
-        entry = self.store.read(path)
-        record = entry.data or {}
-        view = public_view(record)
-        item = dict(id=token_id, in_store=bool(record.get("secret")), store_path=path, store_version=entry.version,
-                    fingerprint=view.get("fingerprint"), name=None, issued_at=None, expires_at=None, never_expires=None,
+        record, item = self.stored(self.store_path(token_id))
+        item.update(id=token_id, name=None, issued_at=None, expires_at=None, never_expires=None,
                     days_left=None, age_days=None, expiry_status=None, valid=None, access_token_works=None)
-        if view.get("pending"):
-            item["pending"] = view["pending"]
         if record.get("previous"):
             prev = record["previous"]
             item["previous"] = {"token_id": prev.get("token_id"), "fingerprint": prev.get("fingerprint"),

@@ -101,6 +101,9 @@ grants:
     lost:
       description: Why the token was lost, when a person must act (C(needs_reconcile)).
       type: str
+    in_store:
+      description: Whether the store holds an access token for the grant.
+      type: bool
     pending:
       description: A step recorded in the store (in progress or interrupted).
       type: dict
@@ -114,7 +117,7 @@ grants:
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import InputError, TokenModule
 from ansible_collections.tokenops.rotation.plugins.module_utils.openpayments import is_url
-from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import parse_time, public_view, utcnow
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import parse_time, utcnow
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError
 
 
@@ -147,32 +150,25 @@ class OpenPaymentsTokenInfoModule(TokenModule):
 
     def describe(self, grant_id, path):
         now = utcnow()
-        entry = self.store.read(path)
-        record = entry.data or {}
+        record, item = self.stored(path)
         grant = record.get("grant") or {}
-        view = public_view(record)
         expires = parse_time(record.get("expires_at"))
         due, reason = (False, None)
         if record.get("secret"):
             due, reason = self.policy.due(now, parse_time(record.get("issued_at")), expires, parse_time(record.get("rotated_at")))
-        item = dict(
+        item.update(
             id=grant_id,
             grant_status=grant.get("status"),
             interactive=bool(grant.get("interactive")) if grant else None,
             redirect=grant.get("redirect") if grant.get("status") == "pending" else None,
             access=record.get("access") if record.get("access") is not None else (record.get("request") or {}).get("access"),
-            token_id=view.get("token_id"),
-            fingerprint=view.get("fingerprint"),
+            token_id=record.get("token_id"),
             expires_at=record.get("expires_at") if record.get("secret") else None,
             seconds_left=int((expires - now).total_seconds()) if expires and record.get("secret") else None,
             due=bool(due),
             due_reason=reason,
             lost=(record.get("lost") or {}).get("reason"),
-            store_path=path,
-            store_version=entry.version,
         )
-        if view.get("pending"):
-            item["pending"] = view["pending"]
         return item
 
 

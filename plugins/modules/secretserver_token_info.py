@@ -131,7 +131,6 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.http_client impo
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import InputError, TokenModule
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import (
     parse_time,
-    public_view,
     utcnow,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.secretserver import (
@@ -179,12 +178,9 @@ class SecretServerTokenInfoModule(TokenModule):
 
     def describe(self, token_id, client):
         now = utcnow()
-        path = self.store_path(token_id)
-        entry = self.store.read(path)
-        record = entry.data or {}
+        record, item = self.stored(self.store_path(token_id))
         self.secret(record.get("secret"))
         self.secret(record.get("refresh_token"))
-        view = public_view(record)
         expires = parse_time(record.get("expires_at"))
         refresh_expires = parse_time(record.get("refresh_expires_at"))
         refresh_alive = bool(record.get("refresh_token")) and refresh_expires is not None and refresh_expires > now
@@ -196,9 +192,8 @@ class SecretServerTokenInfoModule(TokenModule):
             due, reason = True, record["login_required"].get("reason")
         if status is not None and status != 200:
             due, reason = True, "the stored token no longer works (HTTP %d)" % status
-        item = dict(
+        item.update(
             id=token_id,
-            in_store=bool(record.get("secret")),
             works=(status == 200) if status is not None else None,
             status=status,
             user=user,
@@ -213,12 +208,7 @@ class SecretServerTokenInfoModule(TokenModule):
             refreshes_remaining=(record.get("refreshes_remaining") or 0) if refresh_alive else 0,
             session_expires_at=record.get("session_expires_at"),
             login_required=(record.get("login_required") or {}).get("reason"),
-            fingerprint=view.get("fingerprint"),
-            store_path=path,
-            store_version=entry.version,
         )
-        if view.get("pending"):
-            item["pending"] = view["pending"]
         return item
 
 

@@ -117,6 +117,7 @@ def test_revoked_outside_is_reported_and_then_nothing_changes(runner, op, file_s
     assert again["changed"] is False and again["action"] == "none", again
     assert op.sim.count("DELETE", "/auth/token/") == 1
 
+
 def test_dead_token_found_by_verify_url_is_replaced(runner, op, file_store):
     opts = dict(id="app", access=op.incoming, verify_url=op.rs)
     run_op(runner, op, file_store, **opts)
