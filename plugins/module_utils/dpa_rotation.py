@@ -127,9 +127,9 @@ class DpaRotation:
                                 "Create a new one in DPA (%s) and adopt it with state: rotated; the store entry %s is unchanged"
                                 % (exc, claims.name, MANAGEMENT_PAGE, flow.path), step="validate", action="needs_reconcile")
             raise
-        if renewed and self.params["return_access_token"] and not self.check:
-            self._cache(flow, access)
-        return self._result(spec, "none", flow, record, access, how, renewed=renewed)
+        cached = renewed and self.params["return_access_token"] and not self.check and self._cache(flow, access)
+        # A renewed cache is a store write, and a run that writes reports a change (DESIGN principle 5).
+        return self._result(spec, "updated" if cached else "none", flow, record, access, how, renewed=renewed)
 
     # ------------------------------------------------------------ rotated: adopt a new token
 
@@ -258,14 +258,16 @@ class DpaRotation:
         return fields
 
     def _cache(self, flow, access):
-        """Write a renewed access token into the record (check-and-set); not a change of the managed state."""
+        """Write a renewed access token into the record (check-and-set). True when it was written."""
         # The access token works and is returned either way; only the next run's reuse of it is lost.
         try:
             flow.persist(cache_fields(access), keep_pending=True)
+            return True
         except FlowError:
             self.mod.warn("%s: %s changed while the access token was renewed; it is returned but not cached" % (PRODUCT, flow.path))
         except StoreError as exc:
             self.mod.warn("%s: the access token is returned but caching it in %s failed: %s" % (PRODUCT, flow.path, exc))
+        return False
 
     def _result(self, spec, action, flow, record, access, how, renewed=True):
         claims = read_claims(record["secret"], "the refresh token of %s" % spec["id"])

@@ -179,13 +179,13 @@ EXAMPLES = r"""
 RETURN = r"""
 changed:
   description:
-    - Whether the store changed (or would, in check mode). Renewing the cached access token is not a change.
+    - Whether the store changed (or would, in check mode). Renewing the cached access token in the store is one (action V(updated)).
   returned: always
   type: bool
 action:
   description:
-    - V(none), V(created) (stored for the first time), V(rotated) (a new token adopted),
-      V(recovered) (an interrupted adoption was completed), V(removed) (the store entry was deleted;
+    - V(none), V(created) (stored for the first time), V(updated) (the cached access token was
+      renewed in the store), V(rotated) (a new token adopted), V(recovered) (an interrupted adoption was completed), V(removed) (the store entry was deleted;
       see RV(manual_step)), V(needs_reconcile) (the stored token no longer works; see RV(msg)).
   returned: when O(id) is given
   type: str
