@@ -5,6 +5,8 @@ simulators' logs) is kept for the session, and at the end it is scanned for ever
 simulator issued: a leak anywhere fails the session (see test_leaks.py for the focused test).
 """
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -12,6 +14,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,6 +129,23 @@ class StoreUnderTest:
         if self.backend == "file":
             return self._file_store().read(path).data
         return self.bao.read(path)
+
+    @contextlib.contextmanager
+    def outage(self):
+        """The store is unreachable inside the block: OpenBao stopped (SIGSTOP), or the file lock held."""
+        if self.backend == "vault":
+            self.bao.server.pause()
+            try:
+                yield
+            finally:
+                self.bao.server.resume()
+            return
+        lock_fd = os.open(str(self.file_path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(lock_fd)
 
     def entry(self, product, host, token_id):
         return self.read("%s/%s/%s/%s" % (self.prefix, product, host, token_id))
@@ -270,6 +290,38 @@ class Runner:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
 
+    def crash(self, proc, results, pending):
+        """Kill the module that holds a rotation (its pid is in the intent's holder), then the playbook.
+
+        Ansible starts the module in a session of its own, so killing the playbook alone leaves it running.
+        """
+        pid = int(pending["holder"].rsplit(":", 1)[1])
+        os.kill(pid, signal.SIGKILL)
+        self.kill(proc)
+        self.finish(proc, results)
+        wait_for(lambda: not process_alive(pid), "the module process to die")
+
+
+def wait_for(predicate, what="condition", timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for %s" % what)
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().split(") ", 1)[1][0] != "Z"   # a zombie is dead
+    except OSError:
+        return False
+
 
 @pytest.fixture
 def runner(tmp_path):
@@ -291,6 +343,25 @@ def das_env(das, store, admin=True):
 
 
 # ------------------------------------------------------------------ the session-wide leak scan
+
+def assert_no_leaks(first_output, canaries, store):
+    """None of `canaries`, nor the store's own credential, in any output since OUTPUTS[first_output].
+
+    The file store on disk must be ansible-vault encrypted, with no canary in it either.
+    """
+    canaries = set(canaries)
+    if store.backend == "vault":
+        canaries.add(store.bao.token)
+    else:
+        canaries.add(store.password_file.read_text().strip())
+        on_disk = store.file_path.read_text()
+        assert on_disk.startswith("$ANSIBLE_VAULT;1.1;AES256")
+        assert not [c[:6] for c in canaries if c in on_disk]
+    outputs = [(where, text) for where, text in OUTPUTS[first_output:] if isinstance(text, str)]
+    assert sum(len(text) for _where, text in outputs) > 100000     # -vvvv output really was searched
+    leaks = [(where, c[:6]) for c in canaries for where, text in outputs if c in text]
+    assert not leaks, leaks
+
 
 def scan_for_canaries():
     """Every place a secret was seen: [(where, secret prefix)]."""

@@ -5,14 +5,11 @@ of an interrupted rotation (`pending`) and the next run heals it, or the run say
 `needs_reconcile` with what a person must do. Never a dead secret with no record of why.
 """
 
-import fcntl
-import os
-import signal
 import time
 
 import pytest
 
-from conftest import das_env, das_task
+from conftest import das_env, das_task, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,38 +25,6 @@ def run_das(runner, das, store, env=None, **options):
 
 def start_das(runner, das, store, env=None, **options):
     return runner.start([das_task(das, store, **options)], env=env if env is not None else das_env(das, store))
-
-
-def wait_for(predicate, timeout=60, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for %s" % what)
-
-
-def crash(runner, proc, results, store, das, token_id="app"):
-    """Kill the module that holds the rotation (its pid is in the intent), then the playbook."""
-    pending = record_of(store, das, token_id).get("pending") or {}
-    pid = int(pending["holder"].rsplit(":", 1)[1])
-    os.kill(pid, signal.SIGKILL)
-    runner.kill(proc)
-    runner.finish(proc, results)
-    wait_for(lambda: not _alive(pid), what="the module process to die")
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A killed child stays a zombie until its parent (also killed) is reaped by init.
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            return handle.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
 
 
 def record_of(store, das, token_id="app"):
@@ -97,7 +62,7 @@ def test_killed_after_intent_before_mint(runner, das, store, made):
     das.sim.faults.add("PUT", PUT_APP, "hang_before_commit", delay=30)
     proc, results = start_das(runner, das, store, id="app", state="rotated", **APP)
     wait_for(das.sim.faults.received.is_set, what="the regenerate to arrive")
-    crash(runner, proc, results, store, das)
+    runner.crash(proc, results, record_of(store, das)["pending"])
     record = record_of(store, das)
     assert record["pending"]["step"] == "minting"           # the intent was written first
     assert das.sim.secret_works(record["secret"])            # nothing was minted: the old secret still works
@@ -110,7 +75,7 @@ def test_killed_after_mint_before_persist(runner, das, store, made):
     das.sim.faults.add("PUT", PUT_APP, "hang_after_commit", delay=30)
     proc, results = start_das(runner, das, store, id="app", state="rotated", **APP)
     wait_for(das.sim.faults.committed.is_set, what="DAS to commit the regenerate")
-    crash(runner, proc, results, store, das)
+    runner.crash(proc, results, record_of(store, das)["pending"])
     record = record_of(store, das)
     assert not das.sim.secret_works(record["secret"])        # DAS killed the old secret...
     assert assert_working_or_recorded(store, das) == "recorded"   # ...and the store says why
@@ -120,22 +85,11 @@ def test_killed_after_mint_before_persist(runner, das, store, made):
 
 def test_store_outage_at_persist(runner, das, store, made):
     das.sim.faults.add("PUT", PUT_APP, "hang_after_commit", delay=0.5)
-    lock_fd = None
     proc, results = start_das(runner, das, store, id="app", state="rotated", **APP)
     wait_for(das.sim.faults.committed.is_set, what="DAS to commit the regenerate")
     # The store goes away while the new secret is on its way back.
-    if store.backend == "vault":
-        store.bao.server.pause()
-    else:
-        lock_fd = os.open(str(store.file_path) + ".lock", os.O_RDWR)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-    try:
+    with store.outage():
         run = runner.finish(proc, results)
-    finally:
-        if store.backend == "vault":
-            store.bao.server.resume()
-        else:
-            os.close(lock_fd)
     result = run.result
     assert result["failed"] and result["step"] == "persist", result
     assert "next run regenerates app again" in result["msg"] and "Styra DAS" in result["msg"]
@@ -234,7 +188,7 @@ def test_overlap_killed_after_creating_the_second_id(runner, das, file_store):
     das.sim.faults.add("PUT", r"^/v1/tokens/app-b$", "hang_after_commit", delay=30)
     proc, results = start_das(runner, das, file_store, id="app", state="rotated", **opts)
     wait_for(das.sim.faults.committed.is_set, what="DAS to create app-b")
-    crash(runner, proc, results, file_store, das)
+    runner.crash(proc, results, record_of(file_store, das)["pending"])
     record = record_of(file_store, das)
     assert record["pending"]["step"] == "creating" and record["secret"] == old["secret"]
     assert das.sim.secret_works(old["secret"])                 # overlap: consumers still hold a live secret
@@ -252,7 +206,7 @@ def test_refresher_lost_its_own_new_secret(runner, das, file_store):
     das.sim.faults.add("PUT", r"^/v1/tokens/token-refresher$", "hang_after_commit", delay=30)
     proc, results = start_das(runner, das, file_store, env=env, id="app", refresher=refresher, max_age="0s", **APP)
     wait_for(das.sim.faults.committed.is_set, what="DAS to regenerate the refresher")
-    crash(runner, proc, results, file_store, das, "token-refresher")
+    runner.crash(proc, results, record_of(file_store, das, "token-refresher")["pending"])
     # The refresher's new secret is lost and its old one is dead: only an administrator can fix it.
     result = run_das(runner, das, file_store, env=env, id="app", refresher=refresher, **APP)
     assert result["failed"] and result["refresher"]["action"] == "needs_reconcile", result

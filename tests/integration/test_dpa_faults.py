@@ -6,13 +6,11 @@ was not promoted is either refused with a message naming the step, or recorded i
 the next run completes. Never a dead token in the store, never a lost new one.
 """
 
-import fcntl
-import os
-import signal
 import time
 
 import pytest
 
+from conftest import wait_for
 from dpa_fixtures import dpa_task, record_of, run_dpa
 # Fixtures: pytest finds them by name in this module.
 from dpa_fixtures import dpa, dpa_factory  # noqa: F401  # pylint: disable=unused-import
@@ -61,15 +59,6 @@ def assert_old_current(store, dpa, old):
         {k: v for k, v in record.items() if k not in ("secret", "access_token", "previous")}
 
 
-def wait_for(predicate, what, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for %s" % what)
-
-
 @pytest.mark.parametrize("kind", ["forged", "deleted", "expired in DPA"])
 def test_a_bad_new_token_is_not_adopted(runner, dpa, file_store, file_tokens, kind):
     old, new = file_tokens
@@ -97,19 +86,8 @@ def test_store_down_during_adoption(runner, dpa, store, tokens):
     proc, results = runner.start([task], env=dict(store.env))
     wait_for(dpa.sim.faults.committed.is_set, "DPA to answer the exchange of the new token")
     # The store goes away while the module learns that the new token works.
-    lock_fd = None
-    if store.backend == "vault":
-        store.bao.server.pause()
-    else:
-        lock_fd = os.open(str(store.file_path) + ".lock", os.O_RDWR)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-    try:
+    with store.outage():
         result = runner.finish(proc, results).result
-    finally:
-        if store.backend == "vault":
-            store.bao.server.resume()
-        else:
-            os.close(lock_fd)
     assert result["failed"] and result["step"] == "persist", result
     assert "the new refresh token 'reporting-new' works, but saving it as current failed" in result["msg"]
     assert "the next run completes the adoption" in result["msg"]
@@ -129,12 +107,8 @@ def test_store_down_during_adoption(runner, dpa, store, tokens):
 
 def test_store_down_before_adoption(runner, dpa, file_store, file_tokens):
     old, new = file_tokens
-    lock_fd = os.open(str(file_store.file_path) + ".lock", os.O_RDWR)
-    fcntl.flock(lock_fd, fcntl.LOCK_EX)
-    try:
+    with file_store.outage():
         result = run_dpa(runner, dpa, file_store, id="reporting", refresh_token=new, state="rotated")
-    finally:
-        os.close(lock_fd)
     assert result["failed"] and result["step"] == "read store" and "read the store entry of reporting failed" in result["msg"], result
     assert dpa.sim.count() == 0
     assert_old_current(file_store, dpa, old)
@@ -145,11 +119,7 @@ def test_killed_during_adoption_the_next_run_completes_it(runner, dpa, file_stor
     dpa.sim.faults.add("POST", TOKEN_PATH, "hang_after_commit", delay=30)
     proc, results = runner.start([dpa_task(dpa, file_store, id="reporting", refresh_token=new, state="rotated")], env={})
     wait_for(dpa.sim.faults.committed.is_set, "DPA to answer the exchange of the new token")
-    pid = int(record_of(file_store, dpa)["pending"]["holder"].rsplit(":", 1)[1])
-    os.kill(pid, signal.SIGKILL)
-    runner.kill(proc)
-    runner.finish(proc, results)
-    wait_for(lambda: not _alive(pid), "the module to die")
+    runner.crash(proc, results, record_of(file_store, dpa)["pending"])
     record = record_of(file_store, dpa)
     assert record["secret"] == old and dpa.sim.refresh_token_works(old) and record["pending"]["new_secret"] == new
     # The next ordinary run, without the new token in its input, finds it in the intent.
@@ -204,14 +174,3 @@ def test_probe_errors_are_retried(runner, dpa, file_store, file_tokens):
     assert result["action"] == "none" and result["validated_by"] == "probe" and not result["failed"], result
     assert dpa.sim.count("GET") == 3 and dpa.posts() == 0
 
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            return handle.read().split(") ", 1)[1][0] != "Z"   # a zombie is dead
-    except OSError:
-        return False

@@ -73,14 +73,4 @@ def test_no_token_in_any_output(runner, dpa, store):
     assert any("expires at" in r.get("msg", "") for r in results)            # the fail_before failure, with its message
     canaries = set(dpa.sim.issued) | dpa.extra_canaries
     assert len([t for t in dpa.sim.issued if t.count(".") == 2]) >= 10      # refresh and access tokens alike
-    if store.backend == "vault":
-        canaries.add(store.bao.token)
-    else:
-        canaries.add(store.password_file.read_text().strip())
-        on_disk = store.file_path.read_text()
-        assert on_disk.startswith("$ANSIBLE_VAULT;1.1;AES256")
-        assert not [c for c in canaries if c in on_disk]
-    outputs = conftest.OUTPUTS[first_output:]
-    assert sum(len(text) for _where, text in outputs if isinstance(text, str)) > 100000     # -vvvv output really was searched
-    leaks = [(where, c[:12]) for c in canaries for where, text in outputs if isinstance(text, str) and c in text]
-    assert not leaks, leaks
+    conftest.assert_no_leaks(first_output, canaries, store)

@@ -5,12 +5,10 @@ interrupted step (`pending`) that the next run heals, or the run says `needs_rec
 steps a person must take. Never a dead token with no record of why.
 """
 
-import fcntl
-import os
-import time
 
 import pytest
 
+from conftest import wait_for
 from openpayments_fixtures import (  # noqa: F401 pylint: disable=unused-import
     op,
     op_env,
@@ -23,15 +21,6 @@ from openpayments_fixtures import (  # noqa: F401 pylint: disable=unused-import
 pytestmark = pytest.mark.integration
 
 ROTATE = r"^/auth/token/"
-
-
-def wait_for(predicate, timeout=60, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for %s" % what)
 
 
 def working(op, store, grant_id="app"):
@@ -109,21 +98,10 @@ def test_rotate_answer_lost_for_an_interactive_grant_needs_reconcile(runner, op,
 
 def test_store_down_after_rotation(runner, op, store, made):
     op.sim.faults.add("POST", ROTATE, "hang_after_commit", delay=0.5)
-    lock_fd = None
     proc, results = runner.start([op_task(op, store, id="app", access=op.incoming, state="rotated")], env=op_env(op, store))
     wait_for(op.sim.faults.committed.is_set, what="the AS to commit the rotation")
-    if store.backend == "vault":
-        store.bao.server.pause()
-    else:
-        lock_fd = os.open(str(store.file_path) + ".lock", os.O_RDWR)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-    try:
+    with store.outage():
         run = runner.finish(proc, results)
-    finally:
-        if store.backend == "vault":
-            store.bao.server.resume()
-        else:
-            os.close(lock_fd)
     result = run.result
     assert result["failed"] and result["step"] == "persist", result
     assert "store failed to save the new token" in result["msg"] and "requests a new grant" in result["msg"]

@@ -5,14 +5,11 @@ intent, or that a login is required), or the run said needs_reconcile / needs_in
 Never a dead token in the store without a record.
 """
 
-import fcntl
-import os
-import signal
-import time
 
 import pytest
 
 import secretserver_fixtures
+from conftest import wait_for
 from secretserver_fixtures import USER, assert_working_or_recorded, record_of, ss_env, ss_task
 
 pytestmark = pytest.mark.integration
@@ -29,36 +26,6 @@ def run_ss(runner, ss, store, **options):
 
 def start_ss(runner, ss, store, **options):
     return runner.start([ss_task(ss, store, **options)], env=ss_env(ss, store))
-
-
-def wait_for(predicate, timeout=60, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for %s" % what)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            return handle.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
-def crash(runner, proc, results, store, ss):
-    """Kill the module that holds the intent (its pid is in the record), then the playbook."""
-    pid = int(record_of(store, ss)["pending"]["holder"].rsplit(":", 1)[1])
-    os.kill(pid, signal.SIGKILL)
-    runner.kill(proc)
-    runner.finish(proc, results)
-    wait_for(lambda: not _alive(pid), what="the module process to die")
 
 
 def healed(runner, ss, store):
@@ -102,7 +69,7 @@ def test_killed_after_the_refresh_committed(runner, ss_factory, file_store):
     ss.sim.faults.add("POST", TOKEN, "hang_after_commit", delay=30)
     proc, results = start_ss(runner, ss, file_store, max_age="0s")
     wait_for(ss.sim.faults.committed.is_set, what="Secret Server to commit the refresh")
-    crash(runner, proc, results, file_store, ss)
+    runner.crash(proc, results, record_of(file_store, ss)["pending"])
     record = record_of(file_store, ss)
     assert record["pending"]["step"] == "refreshing" and record["secret"] == old["secret"]
     assert not ss.works(record) and not ss.sim.refresh_usable(old["refresh_token"])
@@ -114,23 +81,12 @@ def test_killed_after_the_refresh_committed(runner, ss_factory, file_store):
 
 def test_store_outage_after_a_refresh(runner, ss, store, made):
     ss.sim.faults.add("POST", TOKEN, "hang_after_commit", delay=0.5)
-    lock_fd = None
     task = ss_task(ss, store, max_age="0s")
     task["tokenops.rotation.secretserver_token"]["store"]["timeout"] = 1    # the outage is found out sooner
     proc, results = runner.start([task], env=ss_env(ss, store))
     wait_for(ss.sim.faults.committed.is_set, what="Secret Server to commit the refresh")
-    if store.backend == "vault":
-        store.bao.server.pause()
-    else:
-        lock_fd = os.open(str(store.file_path) + ".lock", os.O_RDWR)
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)
-    try:
+    with store.outage():
         run = runner.finish(proc, results)
-    finally:
-        if store.backend == "vault":
-            store.bao.server.resume()
-        else:
-            os.close(lock_fd)
     result = run.result
     assert result["failed"] and result["step"] == "persist", result
     assert "refresh token in the store is used up" in result["msg"] and "next run log in with the password grant" in result["msg"]

@@ -7,6 +7,7 @@ for the behaviours the documentation leaves open (das.md 1.9).
 
 from __future__ import annotations
 
+import functools
 import copy
 import json
 import logging
@@ -38,37 +39,13 @@ FULL_BODY = {"description": "app", "allow_path_patterns": ["v1/data/.*"], "regen
 # ---- fixtures -------------------------------------------------------------------------------
 
 @pytest.fixture
-def clock():
-    return Clock(start=START, frozen=True)
-
-
-@pytest.fixture
-def make_sim(clock):
-    started = []
-
-    def make(**kwargs):
-        kwargs.setdefault("clock", clock)
-        sim = DasSimulator(**kwargs)
-        sim.start()
-        started.append(sim)
-        return sim
-
-    yield make
-    for sim in started:
-        sim.stop()
+def make_sim(start_simulator):
+    return functools.partial(start_simulator, DasSimulator)
 
 
 @pytest.fixture
 def sim(make_sim):
     return make_sim()
-
-
-@pytest.fixture
-def http():
-    session = requests.Session()
-    session.trust_env = False   # REQUESTS_CA_BUNDLE or a proxy from the environment must not interfere
-    yield session
-    session.close()
 
 
 @pytest.fixture

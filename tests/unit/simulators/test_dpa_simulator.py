@@ -5,6 +5,7 @@ The documented behaviour (dpa.md 2.3-2.8) and one test per switch for what secti
 
 from __future__ import annotations
 
+import functools
 import base64
 import json
 import logging
@@ -18,7 +19,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.simulators.base import Clock
 from tests.simulators.dpa import DEFAULT_REFRESH_LIFETIME, DpaSimulator
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -28,37 +28,13 @@ MONITORS = "/iwc/api/databases/monitor-information"
 
 
 @pytest.fixture
-def clock():
-    return Clock(start=START, frozen=True)
-
-
-@pytest.fixture
-def make_sim(clock):
-    started = []
-
-    def make(**kwargs):
-        kwargs.setdefault("clock", clock)
-        sim = DpaSimulator(**kwargs)
-        sim.start()
-        started.append(sim)
-        return sim
-
-    yield make
-    for sim in started:
-        sim.stop()
+def make_sim(start_simulator):
+    return functools.partial(start_simulator, DpaSimulator)
 
 
 @pytest.fixture
 def sim(make_sim):
     return make_sim()
-
-
-@pytest.fixture
-def http():
-    session = requests.Session()
-    session.trust_env = False
-    yield session
-    session.close()
 
 
 def exchange(http, sim, refresh_token, grant_type="refresh_token"):

@@ -58,22 +58,16 @@ def key():
 
 
 @pytest.fixture
-def make_sim(clock, key):
-    started = []
-
+def make_sim(start_simulator, key):
     def make(**switches):
         switches.setdefault("wait", 0)
-        sim = OpenPaymentsSimulator(clock=clock, **switches)
-        sim.start()
+        sim = start_simulator(OpenPaymentsSimulator, **switches)
         sim.add_wallet("client", public_name="Client", keys=[public_jwk(key, KEY_ID)])
         sim.add_wallet("alice", public_name="Alice")
         sim.add_wallet("anon", keys=[public_jwk(key, KEY_ID)])      # no publicName
-        started.append(sim)
         return sim
 
-    yield make
-    for sim in started:
-        sim.stop()
+    return make
 
 
 @pytest.fixture

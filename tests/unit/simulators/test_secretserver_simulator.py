@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.simulators.base import Clock
 from tests.simulators.secretserver import AUTH_FAILED, SecretServerSimulator
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -27,38 +26,18 @@ USER, PASSWORD = "svc-api", "s3cret-pass-word"
 
 
 @pytest.fixture
-def clock():
-    return Clock(start=START, frozen=True)
-
-
-@pytest.fixture
-def make_sim(clock):
-    started = []
-
+def make_sim(start_simulator):
     def make(**kwargs):
-        kwargs.setdefault("clock", clock)
-        sim = SecretServerSimulator(**kwargs)
-        sim.start()
+        sim = start_simulator(SecretServerSimulator, **kwargs)
         sim.add_user(USER, PASSWORD)
-        started.append(sim)
         return sim
 
-    yield make
-    for sim in started:
-        sim.stop()
+    return make
 
 
 @pytest.fixture
 def sim(make_sim):
     return make_sim()
-
-
-@pytest.fixture
-def http():
-    session = requests.Session()
-    session.trust_env = False
-    yield session
-    session.close()
 
 
 def token(http, sim, **form):
