@@ -173,4 +173,3 @@ def test_probe_errors_are_retried(runner, dpa, file_store, file_tokens):
     result = run_dpa(runner, dpa, file_store, id="reporting")
     assert result["action"] == "none" and result["validated_by"] == "probe" and not result["failed"], result
     assert dpa.sim.count("GET") == 3 and dpa.posts() == 0
-
