@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.fixtures.simulators import clock, http, start_simulator  # noqa: F401  # pylint: disable=unused-import
 from tests.simulators.base import Clock
 from tests.simulators.das import DasSimulator, format_go_duration, parse_go_duration
 

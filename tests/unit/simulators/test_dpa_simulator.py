@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.fixtures.simulators import clock, http, start_simulator  # noqa: F401  # pylint: disable=unused-import
 from tests.simulators.dpa import DEFAULT_REFRESH_LIFETIME, DpaSimulator
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

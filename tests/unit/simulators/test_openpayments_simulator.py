@@ -19,6 +19,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_signatures import Signer, public_jwk
+from tests.fixtures.simulators import start_simulator  # noqa: F401  # pylint: disable=unused-import
 from tests.simulators.base import Clock
 from tests.simulators.openpayments import OpenPaymentsSimulator
 
