@@ -33,6 +33,14 @@ options:
         recovered.
     type: str
     default: 5m
+  lease:
+    description:
+      - How long a rotation intent stays valid without being renewed. A live run renews the
+        lease of each intent it holds; an intent whose lease ran out belongs to a run that died
+        (on any host, for example an AWX job killed on another execution node) and is taken
+        over by the next run.
+    type: str
+    default: 60s
   return_secret:
     description:
       - Return the current secret in the result (as C(secret)).

@@ -69,6 +69,7 @@ POLICY_SPEC = dict(
 # Doc fragment tokenops.rotation.rotation.run: how a changing module runs.
 RUN_SPEC = dict(
     lock_timeout=dict(type="str", default="5m"),
+    lease=dict(type="str", default="60s"),
     return_secret=dict(type="bool", default=False),
     concurrency=dict(type="int", default=4),
 )
@@ -114,6 +115,7 @@ class TokenModule:
             self.params.setdefault("concurrency", 4)
             self.params.setdefault("return_secret", False)
             self.lock_timeout = parse_duration(self.params.get("lock_timeout") or "5m", "lock_timeout")
+            self.lease = parse_duration(self.params.get("lease") or "60s", "lease")
             if self.params["concurrency"] < 1:
                 raise ValueError("concurrency must be at least 1")
             if self.params["return_secret"] and not self.module.no_log:
