@@ -13,8 +13,12 @@ description:
   - Returns the C(secret) (or another O(key)) of the store entries this collection writes, so a
     consumer task gets the live credential without ever handling a rotation.
   - Each term is an entry path, or C(<product>/<host>/<token id>) below O(store.prefix).
-  - Fails when an entry is missing, has no such key, or holds an interrupted rotation of which
-    the secret may be stale (unless O(allow_pending=true)).
+  - While a rotation runs, or after one was interrupted, the entry holds its intent. The intent
+    says whether the stored secret still works at its step (an overlap before its promotion, a
+    DPA adoption, an Open Payments grant request: it does; a DAS regenerate in place, an Open
+    Payments rotation, a revocation: it may not). The lookup returns the secret while it still
+    works and fails, saying why, only where it may be dead (unless O(allow_pending=true)).
+  - Fails when an entry is missing or has no such key.
 author:
   - tokenops developers (@tokenops)
 options:
@@ -28,7 +32,8 @@ options:
     type: str
     default: secret
   allow_pending:
-    description: Return the secret even while a rotation intent is recorded on the entry.
+    description:
+      - Return the secret even while a rotation intent on the entry says it may no longer work.
     type: bool
     default: false
 extends_documentation_fragment:
@@ -83,10 +88,12 @@ class LookupModule(LookupBase):
                 entry = store.read(path)
                 if not entry.data:
                     raise AnsibleLookupError("tokenops.rotation.token: no store entry at %s (%s)" % (path, store.describe()))
-                if entry.data.get("pending") and not self.get_option("allow_pending"):
-                    pending = entry.data["pending"]
-                    raise AnsibleLookupError("tokenops.rotation.token: %s has an interrupted or running rotation (%s, step %s, since %s); "
-                                             "run the rotation again, or set allow_pending=true"
+                pending = entry.data.get("pending")
+                if pending and not pending.get("secret_usable") and not self.get_option("allow_pending"):
+                    raise AnsibleLookupError("tokenops.rotation.token: the secret stored at %s may no longer work: a rotation is "
+                                             "running or was interrupted at a step that can end it (rotation %s, step %s, since %s). "
+                                             "The rotation stores the new secret when it completes; if it was interrupted, the next "
+                                             "rotation run recovers it. Set allow_pending=true to read the stored value anyway"
                                              % (path, pending.get("rotation_id"), pending.get("step"), pending.get("started_at")))
                 if entry.data.get(key) in (None, ""):
                     raise AnsibleLookupError("tokenops.rotation.token: the entry at %s has no %s" % (path, key))

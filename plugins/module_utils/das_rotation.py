@@ -1,13 +1,21 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Styra DAS token rotation: the product's steps over the shared Flow.
+"""Styra DAS token rotation: the product's steps, run by the shared driver (driver.py).
 
 Steps recorded in the store's `pending` intent, and how the next run recovers each:
 
-  minting   (regenerate in place)  the old secret may be dead -> regenerate again
-  creating  (overlap: new id)      the new id may exist without a stored secret -> PUT it again with regenerate
-  verifying (overlap)              the new secret is stored in the intent -> verify and promote it
-  revoking  (state absent)         some ids may be gone already -> delete again (404 is fine)
+  minting            (regenerate in place)  the old secret may be dead -> regenerate again
+  creating           (overlap: new id)      the new id may exist without a stored secret -> PUT it again with regenerate
+  verifying          (overlap)              the new secret is in the intent -> verify and promote it; a new secret
+                                            proven dead (or its id deleted meanwhile) -> mint the new id again
+  binding            (after a create)       the secret is stored; bindings may be half done -> apply them again
+  revoking_previous  (after a grace period) the previous id may be gone already -> delete again (404 is fine)
+  updating           (fields, bindings)     idempotent -> decide again from what DAS holds now
+  revoking           (state absent)         some ids may be gone already -> delete again (404 is fine)
+
+The refresher token (a WorkspaceTokenRefresher / SystemTokenRefresher kept in the store) is a token
+like the others, with `role: refresher` in its spec: it is adopted from `initial_secret`, learns its
+expiry when DAS did not say it, and renews itself with its own secret when due.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,60 +25,43 @@ __metaclass__ = type
 import datetime
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.das import (
+    PRODUCT,
     binding_key,
     ttl_seconds,
 )
+from ansible_collections.tokenops.rotation.plugins.module_utils.driver import Plan, Steps
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
-from ansible_collections.tokenops.rotation.plugins.module_utils.module import with_diff
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import (
-    BackOff,
     FlowError,
-    fingerprint,
     iso,
     minted_fields,
     parse_time,
-    result_for,
     utcnow,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError
 
 NEW_SECRET = "(new secret)"
+REFRESHER = "refresher"
 
 
-class DasRotation:
-    def __init__(self, module):
-        self.mod = module
-        self.das = module.das
-        self.params = module.params
-        self.check = module.module.check_mode
+class DasSteps(Steps):
+    product = "das"
+    product_name = PRODUCT
+
+    def __init__(self, mod):
+        super(DasSteps, self).__init__(mod)
+        self.das = mod.das
         self.admin = self.params["api_token"]
         self.regen_bearer = self.admin      # replaced by the refresher's secret when one is used
         self.refresher_id = None
 
-    # ------------------------------------------------------------ entry point per token
-
-    def run(self, spec):
-        flow = self.mod.flow(self.mod.store_path(spec["id"], spec["store_path"]))
-        flow.load()
-        if self.params["state"] == "absent":
-            if flow.pending_is_live():
-                raise BackOff(self._busy(flow))
-            return self.absent(flow, spec)
-        if flow.pending:
-            if flow.pending_is_live():
-                raise BackOff(self._busy(flow))
-            return self.recover(flow, spec, self.regen_bearer)
-        return self.present(flow, spec)
-
-    def _busy(self, flow):
-        pending = flow.pending
-        return "%s is being rotated by %s since %s (rotation %s); this run left it alone" % (
-            flow.path, pending.get("holder"), pending.get("started_at"), pending.get("rotation_id"))
-
     # ------------------------------------------------------------ state present / rotated
 
-    def present(self, flow, spec):
-        record = flow.record or {}
+    def present(self, token):
+        if token.spec.get("role") == REFRESHER:
+            return self.refresher_present(token)
+        spec = token.spec
+        record = token.record
         now = utcnow()
         live_id = record.get("token_id") or spec["id"]
         remote = self.das.get_token(live_id, self.admin) if self.admin else None
@@ -78,16 +69,18 @@ class DasRotation:
         if remote is not None and remote_expires is not None and remote_expires <= now:
             remote = None  # DAS replaces an expired token on the next PUT (das.md 1.4)
 
-        mint, reason, warn = self._mint_decision(flow, spec, record, remote, remote_expires, now, live_id)
+        mint, reason, warn = self._mint_decision(token, record, remote, remote_expires, now, live_id)
         cleanup = self._previous_due(record, now)
         if mint == "rotate" and spec["strategy"] == "overlap" and record.get("previous") and not cleanup:
             self.mod.warn("%s is due (%s) but its previous id %s is still in its grace period until %s; rotation waits"
                           % (spec["id"], reason, record["previous"].get("token_id"), record["previous"].get("revoke_after")))
             mint = None
-        update = (mint is None and remote is not None and self._drifted(remote, spec))
+        update = mint is None and remote is not None and self._drifted(remote, spec)
         overlap = mint == "rotate" and spec["strategy"] == "overlap" and bool(record.get("secret"))
         # The bindings of the live id; a create or an overlap sets up the bindings of its new id itself.
         bind_plan = self._binding_plan(live_id, spec) if remote is not None and not overlap and mint != "create" else ([], [])
+        if warn:
+            self.mod.warn(warn)
 
         if mint == "create":
             action = "created"
@@ -98,44 +91,67 @@ class DasRotation:
         elif update or bind_plan[0] or bind_plan[1]:
             action = "updated"
         else:
-            action = "none"
-        if warn:
-            self.mod.warn(warn)
+            return Plan("none")
+        predicted = self._predicted(record, spec, mint, now, live_id, cleanup)
+        msg = reason if mint else None
 
-        if self.check:
-            after = self._predicted(record, spec, mint, now, live_id, cleanup)
-            result = result_for(spec["id"], action, flow, record=after if action != "none" else record, msg=reason if mint else None)
-            result["store_version"] = flow.version
-            return with_diff(result, flow.before, after, flow.path)
-
-        extra = {}
         if cleanup:
-            extra["revoked_token_id"] = self.revoke_previous(flow)
-        if overlap:
-            extra.update(self.rotate_overlap(flow, spec, live_id, reason))
+            first, usable, data = "revoking_previous", True, {"old_token_id": record["previous"].get("token_id")}
+        elif overlap:
+            first, usable, data = "creating", True, self._overlap_data(spec, live_id, reason)
         elif mint:
-            extra.update(self.mint_in_place(flow, spec, live_id, reason, self.regen_bearer if mint == "rotate" else self.admin,
-                                            created=(mint == "create")))
-        if update:
-            self.das.put_token(live_id, self.body(spec, regenerate=False), self.admin, "update token %s" % live_id, update=True)
-        if bind_plan[0] or bind_plan[1]:
-            self.apply_bindings(live_id, bind_plan)
-        result = result_for(spec["id"], action, flow, msg=reason if mint else None,
-                            return_secret=self.params["return_secret"], **extra)
-        return with_diff(result, flow.before, flow.record, flow.path)
+            # A regenerate kills the stored secret once DAS carries it out; a create has none yet.
+            first, usable, data = "minting", False, {"token_id": live_id, "reason": reason}
+        else:
+            first, usable, data = "updating", True, {"token_id": live_id}
 
-    def _mint_decision(self, flow, spec, record, remote, remote_expires, now, live_id):
+        def run(token):
+            out = {}
+            if cleanup:
+                out["revoked_token_id"] = self.revoke_previous(token, then=self._next_step(spec, live_id, reason, mint, overlap,
+                                                                                        update, bind_plan))
+            if overlap:
+                out.update(self.create_overlap(token, spec, self._other_id(spec, live_id), live_id))
+            elif mint:
+                bearer = self.regen_bearer if mint == "rotate" else self.admin
+                out.update(self.mint_in_place(token, spec, live_id, bearer, created=(mint == "create")))
+            if update:
+                self.das.put_token(live_id, self.body(spec, regenerate=False), self.admin, "update token %s" % live_id, update=True)
+            if bind_plan[0] or bind_plan[1]:
+                self.apply_bindings(live_id, bind_plan)
+            return out
+
+        return Plan(action, reason=msg, intent=first, usable=usable, data=data, predicted=predicted, run=run)
+
+    def _next_step(self, spec, live_id, reason, mint, overlap, update, bind_plan):
+        """The intent step that follows the revocation of the previous id in the same run, with its data."""
+        if overlap:
+            return ("creating", True, self._overlap_data(spec, live_id, reason))
+        if mint:
+            return ("minting", False, {"token_id": live_id, "reason": reason})
+        if update or bind_plan[0] or bind_plan[1]:
+            return ("updating", True, {"token_id": live_id})
+        return None
+
+    def _overlap_data(self, spec, live_id, reason):
+        return {"new_token_id": self._other_id(spec, live_id), "old_token_id": live_id, "reason": reason}
+
+    def _mint_decision(self, token, record, remote, remote_expires, now, live_id):
         """('create'|'rotate'|None, reason, warning)."""
+        spec = token.spec
         state = self.params["state"]
         if not record.get("secret"):
             if remote is not None and state != "rotated":
                 raise FlowError(
                     "Styra DAS token %s exists but the store (%s) has no secret for it. Run with state: rotated to regenerate it "
-                    "and store the new secret (its current secret stops working), or delete it in DAS" % (live_id, flow.path),
-                    step="inspect")
+                    "and store the new secret (its current secret stops working), or delete it in DAS" % (live_id, token.flow.path),
+                    step="inspect", action="needs_reconcile",
+                    reconcile_steps=["Find out who uses token %s in DAS and whether its secret is kept elsewhere" % live_id,
+                                     "Run this task once with state: rotated: it regenerates %s and stores the new secret at %s "
+                                     "(the current secret stops working)" % (live_id, token.flow.path)])
             if not self.admin:
                 raise FlowError("Styra DAS token %s has no secret in the store at %s, and a refresher token cannot create tokens: "
-                                "give api_token to create it" % (spec["id"], flow.path), step="inspect")
+                                "give api_token to create it" % (spec["id"], token.flow.path), step="inspect")
             if remote is None:
                 return "create", "no token in DAS and no secret in the store", None
             return "rotate", "state rotated", None
@@ -175,6 +191,8 @@ class DasRotation:
                 new_id = self._other_id(spec, live_id)
                 after["previous"] = {"token_id": live_id, "fingerprint": record.get("fingerprint"),
                                      "revoke_after": iso(now + datetime.timedelta(seconds=spec["grace_seconds"]))}
+                if spec["grace_seconds"] <= 0:
+                    after.pop("previous")
             after.update(token_id=new_id, fingerprint=NEW_SECRET, issued_at=iso(now), rotated_at=iso(now),
                          expires_at=iso(self._expiry(spec, now)),
                          rotation_count=(record.get("rotation_count") or 0) + (1 if record.get("secret") else 0))
@@ -194,7 +212,7 @@ class DasRotation:
             return now + datetime.timedelta(seconds=ttl_seconds(spec["ttl"]))
         return None
 
-    def _mint(self, token_id, spec, bearer, step):
+    def _mint(self, token, token_id, spec, bearer, step):
         """PUT the full body with regenerate. Returns the new secret.
 
         A create or regenerate whose answer was lost may have committed; sending it again issues
@@ -209,40 +227,37 @@ class DasRotation:
                 if exc.outcome_unknown and attempt == 0:
                     attempt += 1
                     continue
+                if exc.outcome_unknown:
+                    raise FlowError("%s. Whether DAS carried it out is unknown; the intent (rotation %s) stays in the store at %s "
+                                    "and the next run regenerates %s again" % (exc, token.flow.rotation_id, token.flow.path, token_id),
+                                    step="mint")
+                if exc.status == 401 and bearer is not None and bearer != self.admin:
+                    raise FlowError(self._refresher_dead_msg(exc), step="mint", action="needs_reconcile",
+                                    reconcile_steps=self._refresher_dead_steps())
                 raise
             if not secret:
                 raise FlowError("Styra DAS: %s: PUT /v1/tokens/%s answered without a secret" % (step, token_id), step="mint")
             return self.mod.secret(secret)
 
-    def mint_in_place(self, flow, spec, token_id, reason, bearer, created=False, recovering=False):
+    def mint_in_place(self, token, spec, token_id, bearer, created=False):
+        """Regenerate (or create) token_id; the new secret is persisted before anything else."""
+        flow = token.flow
         record = flow.record or {}
-        if not recovering:
-            flow.begin("minting", token_id=token_id, reason=reason)
         step = "%s token %s" % ("create" if created else "regenerate", token_id)
-        secret = self._mint_or_reconcile(flow, spec, token_id, bearer, step)
+        secret = self._mint(token, token_id, spec, bearer, step)
         now = utcnow()
         count = (record.get("rotation_count") or 0) + (0 if created and not record.get("secret") else 1)
-        fields = minted_fields(secret, now, expires_at=self._expiry(spec, now), count=count, rotated=not created,
-                               extra={"token_id": token_id, "fields": self._fields(spec)})
-        self._persist_new(flow, fields, token_id, remove=("verified",))
+        extra = {"token_id": token_id, "fields": self._fields(spec)}
+        if spec.get("role") == REFRESHER:
+            extra["role"] = REFRESHER
+        fields = minted_fields(secret, now, expires_at=self._expiry(spec, now), count=count, rotated=not created, extra=extra)
+        bindings = created and spec.get("role_bindings") is not None
+        # The role bindings of a new token are changes too: the intent stays until they are made.
+        self._persist_new(token, fields, token_id, remove=("verified",), next_step="binding" if bindings else None)
         out = {"verified": self.verify(token_id, secret)}
-        if created and spec.get("role_bindings") is not None:
+        if bindings:
             self.apply_bindings(token_id, self._binding_plan(token_id, spec))
         return out
-
-    def _mint_or_reconcile(self, flow, spec, token_id, bearer, step):
-        try:
-            return self._mint(token_id, spec, bearer, step)
-        except ApiError as exc:
-            if exc.outcome_unknown:
-                raise FlowError("%s. Whether DAS carried it out is unknown; the intent (rotation %s) stays in the store at %s "
-                                "and the next run regenerates %s again" % (exc, flow.rotation_id, flow.path, token_id),
-                                step="mint")
-            if exc.status == 401 and bearer is not None and bearer != self.admin:
-                raise FlowError(self._refresher_dead_msg(exc), step="mint", action="needs_reconcile")
-            # A definite refusal: nothing was minted, so the intent goes away again.
-            flow.abandon()
-            raise
 
     def _refresher_dead_msg(self, exc):
         return ("%s. The refresher token %s's stored secret is rejected, so it cannot regenerate anything. A person must "
@@ -250,9 +265,16 @@ class DasRotation:
                 "the new secret, for example by running this task once with api_token set and state: rotated for the refresher"
                 % (exc, self.refresher_id, self.refresher_id))
 
-    def _persist_new(self, flow, fields, token_id, remove=()):
+    def _refresher_dead_steps(self):
+        return ["Regenerate the refresher token %s with an administrator token (PUT /v1/tokens/%s with regenerate: true)"
+                % (self.refresher_id, self.refresher_id),
+                "Store its new secret: run this task once with api_token set (and refresher.initial_secret set to the new secret "
+                "after deleting the refresher's store entry), or with state: rotated for the refresher"]
+
+    def _persist_new(self, token, fields, token_id, remove=(), next_step=None, **step_data):
+        flow = token.flow
         try:
-            flow.persist(fields, remove=remove)
+            flow.persist(fields, remove=remove, next_step=next_step, secret_usable=True, **step_data)
         except StoreError as exc:
             raise FlowError("Styra DAS issued a new secret for %s but the store failed to save it: %s. The old secret no longer "
                             "works. The rotation intent %s is recorded at %s, so the next run regenerates %s again"
@@ -267,21 +289,22 @@ class DasRotation:
     def _other_id(self, spec, live_id):
         return spec["overlap_id"] if live_id == spec["id"] else spec["id"]
 
-    def rotate_overlap(self, flow, spec, live_id, reason):
-        new_id = self._other_id(spec, live_id)
-        flow.begin("creating", new_token_id=new_id, old_token_id=live_id, reason=reason)
-        return self._continue_overlap(flow, spec, new_id, live_id)
+    def create_overlap(self, token, spec, new_id, old_id):
+        """Step creating: mint the second id, keep its secret in the intent, then verify and promote it."""
+        flow = token.flow
+        secret = self._mint(token, new_id, spec, self.admin, "create overlap token %s" % new_id)
+        now = utcnow()
+        expires = self._expiry(spec, now)
+        try:
+            flow.step("verifying", new_token_id=new_id, new_secret=secret, new_issued_at=iso(now), new_expires_at=iso(expires))
+        except StoreError as exc:
+            raise FlowError("Styra DAS created %s for an overlap rotation but the store failed to save its secret: %s. The current "
+                            "secret of %s still works; the next run recreates %s" % (new_id, exc, old_id, new_id), step="persist")
+        return self.promote_overlap(token, spec, new_id, old_id, secret)
 
-    def _continue_overlap(self, flow, spec, new_id, old_id, secret=None):
-        if secret is None:
-            secret = self._mint_or_reconcile(flow, spec, new_id, self.admin, "create overlap token %s" % new_id)
-            now = utcnow()
-            expires = self._expiry(spec, now)
-            try:
-                flow.step("verifying", new_token_id=new_id, new_secret=secret, new_issued_at=iso(now), new_expires_at=iso(expires))
-            except StoreError as exc:
-                raise FlowError("Styra DAS created %s for an overlap rotation but the store failed to save its secret: %s. The current "
-                                "secret of %s still works; the next run recreates %s" % (new_id, exc, old_id, new_id), step="persist")
+    def promote_overlap(self, token, spec, new_id, old_id, secret):
+        """Step verifying: bind, verify and promote the new id; the old one becomes `previous`."""
+        flow = token.flow
         pending = flow.pending
         # The new id gets the bindings the old one has (or the desired ones), before it is promoted.
         if spec.get("role_bindings") is not None:
@@ -297,19 +320,31 @@ class DasRotation:
                                expires_at=pending.get("new_expires_at"), count=(record.get("rotation_count") or 0) + 1,
                                extra={"token_id": new_id, "fields": self._fields(spec), "previous": previous})
         fields["rotated_at"] = iso(now)
-        self._persist_new(flow, fields, new_id)
+        revoke_now = spec["grace_seconds"] <= 0
+        self._persist_new(token, fields, new_id, remove=("verified",),
+                          next_step="revoking_previous" if revoke_now else None, old_token_id=old_id)
         out = {"verified": verified}
-        if spec["grace_seconds"] <= 0:
-            out["revoked_token_id"] = self.revoke_previous(flow)
+        if revoke_now:
+            out["revoked_token_id"] = self.revoke_previous(token)
         return out
 
-    def revoke_previous(self, flow):
+    def revoke_previous(self, token, then=None):
+        """Step revoking_previous: delete the previous id (its grace period is over) and its bindings.
+
+        `then` is the step (name, usable, data) this run goes on with under the same intent; without
+        one, `previous` leaves the record and the intent is cleared.
+        """
+        flow = token.flow
         previous = flow.record.get("previous") or {}
-        token_id = previous.get("token_id")
+        token_id = previous.get("token_id") or (flow.pending or {}).get("old_token_id")
         if token_id:
             self.das.delete_token(token_id, self.admin)
             self._unbind_all(token_id)
-        flow.persist({}, remove=("previous",))
+        if then is None:
+            flow.persist({}, remove=("previous",))
+        else:
+            step, usable, data = then
+            flow.persist({}, remove=("previous",), next_step=step, secret_usable=usable, **data)
         return token_id
 
     # ------------------------------------------------------------ role bindings
@@ -349,14 +384,20 @@ class DasRotation:
     def _probe_path(self, token_id):
         return self.params["verify"]["path"].replace("{id}", token_id)
 
-    def verify(self, token_id, secret):
-        """'authorized' (2xx/404), 'authenticated' (403) or None when probing is off; FlowError on 401."""
+    def probe(self, token_id, secret):
+        """The probe's HTTP status with `secret`, or None when probing is off."""
         if not self.params["verify"]["enabled"]:
             return None
-        status = self.das.probe(self._probe_path(token_id), secret)
+        return self.das.probe(self._probe_path(token_id), secret)
+
+    def verify(self, token_id, secret):
+        """'authorized' (2xx/404), 'authenticated' (403) or None when probing is off; FlowError on 401."""
+        status = self.probe(token_id, secret)
+        if status is None:
+            return None
         if status == 401:
-            raise FlowError("Styra DAS: verify: the new secret of %s is stored but does not authenticate (HTTP 401 on %s)"
-                            % (token_id, self._probe_path(token_id)), step="verify")
+            raise FlowError("Styra DAS: verify: the new secret of %s is stored but does not authenticate (HTTP 401 on %s); the "
+                            "next run mints it again" % (token_id, self._probe_path(token_id)), step="verify")
         if status == 403:
             if self.params["verify"]["require_authorized"]:
                 raise FlowError("Styra DAS: verify: the new secret of %s authenticates but lacks the right to %s (HTTP 403); "
@@ -366,36 +407,73 @@ class DasRotation:
 
     # ------------------------------------------------------------ recovery
 
-    def recover(self, flow, spec, bearer, is_refresher=False):
-        pending = flow.pending
+    def recover(self, token):
+        spec = token.spec
+        pending = token.pending
         step = pending.get("step")
-        if self.check:
-            result = result_for(spec["id"], "recovered", flow, msg="would recover the interrupted step %s of rotation %s"
-                                % (step, pending.get("rotation_id")))
-            return with_diff(result, flow.before, flow.before, flow.path)
-        flow.adopt_pending()
         note = "recovered rotation %s interrupted at step %s (holder %s)" % (pending.get("rotation_id"), step, pending.get("holder"))
-        extra = {"recovered_step": step}
+        record = token.record
         if step == "minting":
             token_id = pending.get("token_id") or spec["id"]
-            if is_refresher and bearer == flow.record.get("secret") and self.admin:
-                bearer = self.admin
-            extra.update(self.mint_in_place(flow, spec, token_id, "recovery", bearer, recovering=True))
-        elif step == "creating":
-            extra.update(self._continue_overlap(flow, spec, pending["new_token_id"], pending.get("old_token_id") or spec["id"]))
-        elif step == "verifying":
-            secret = self.mod.secret(pending.get("new_secret"))
-            extra.update(self._continue_overlap(flow, spec, pending["new_token_id"], pending.get("old_token_id") or spec["id"], secret))
-        else:
-            raise FlowError("%s: the store entry has an intent at an unknown step %r; a person must look at it" % (flow.path, step),
-                            step="recover", action="needs_reconcile")
-        result = result_for(spec["id"], "recovered", flow, msg=note, return_secret=self.params["return_secret"], **extra)
-        return with_diff(result, flow.before, flow.record, flow.path)
+            bearer = self.regen_bearer
+            if spec.get("role") == REFRESHER:
+                # The refresher's own secret may be the one that died: the administrator token is surer.
+                bearer = self.admin or record.get("secret") or spec["ref"].get("initial_secret")
+            created = not record.get("secret")
+            predicted = self._predicted(record, spec, "create" if created else "rotate", utcnow(), token_id, False)
+            predicted["token_id"] = token_id
+            return Plan("recovered", reason=note, intent="minting", usable=False, predicted=predicted,
+                        run=lambda t: self.mint_in_place(t, spec, token_id, bearer, created=created))
+        if step in ("creating", "verifying"):
+            new_id = pending.get("new_token_id")
+            old_id = pending.get("old_token_id") or record.get("token_id") or spec["id"]
+            if not new_id:
+                self.unknown_step(token)
+            predicted = self._predicted(record, spec, "rotate", utcnow(), old_id, False)
+            predicted["token_id"] = new_id
+            return Plan("recovered", reason=note, intent=step, usable=True, predicted=predicted,
+                        run=lambda t: self._resume_overlap(t, spec, step, new_id, old_id))
+        if step == "binding":
+            token_id = record.get("token_id") or spec["id"]
+            return Plan("recovered", reason=note, intent="binding", usable=True,
+                        run=lambda t: self.apply_bindings(token_id, self._binding_plan(token_id, spec)) or {})
+        if step == "revoking_previous":
+            after = dict(record)
+            after.pop("previous", None)
+            return Plan("recovered", reason=note, intent="revoking_previous", usable=True, predicted=after,
+                        run=lambda t: {"revoked_token_id": self.revoke_previous(t)})
+        if step in ("updating", "revoking"):
+            # Nothing to finish: decide again from what DAS holds now.
+            plan = self.present(token)
+            if plan.action == "none":
+                plan.action, plan.reason, plan.changed = "recovered", note, True
+            return plan
+        return self.unknown_step(token)
+
+    def _resume_overlap(self, token, spec, step, new_id, old_id):
+        """Finish an overlap rotation: the new secret in the intent when it still works, else the new id minted again."""
+        secret = token.pending.get("new_secret") if step == "verifying" else None
+        if secret:
+            secret = self.mod.secret(secret)
+            if self.probe(new_id, secret) == 401:
+                # Proven dead (the new id was deleted or regenerated by someone else): never a dead end.
+                self.mod.warn("%s: the new secret of %s kept in the interrupted rotation no longer authenticates; %s is minted again"
+                              % (spec["id"], new_id, new_id))
+                secret = None
+        if secret is None:
+            return self.create_overlap(token, spec, new_id, old_id)
+        return self.promote_overlap(token, spec, new_id, old_id, secret)
+
+    def decorate(self, token, result, record):
+        if token.spec.get("role") == REFRESHER:
+            self.after_refresher(record)
+        return result
 
     # ------------------------------------------------------------ state absent
 
-    def absent(self, flow, spec):
-        record = flow.record or {}
+    def absent(self, token):
+        spec = token.spec
+        record = token.record
         candidates = [record.get("token_id") or spec["id"], spec["id"]]
         if record.get("previous"):
             candidates.append(record["previous"].get("token_id"))
@@ -405,69 +483,99 @@ class DasRotation:
         for token_id in candidates:
             if token_id and token_id not in ids and self.das.get_token(token_id, self.admin) is not None:
                 ids.append(token_id)
-        if not ids and not flow.record:
-            return result_for(spec["id"], "none", flow)
-        if self.check:
-            result = result_for(spec["id"], "revoked", flow, record={}, revoked_token_ids=ids)
-            return with_diff(result, flow.before, None, flow.path)
-        if flow.record:
-            flow.begin("revoking", token_ids=ids)
-        for token_id in ids:
-            self.das.delete_token(token_id, self.admin)
-            self._unbind_all(token_id)
-        if flow.record:
-            flow.delete()
-        result = result_for(spec["id"], "revoked", flow, record={}, revoked_token_ids=ids)
-        result["store_version"] = 0
-        return with_diff(result, flow.before, None, flow.path)
+        if not ids and not token.flow.record:
+            return Plan("none")
+
+        def run(token):
+            for token_id in ids:
+                self.das.delete_token(token_id, self.admin)
+                self._unbind_all(token_id)
+            if token.flow.record:
+                token.flow.delete()
+            return {}
+
+        return Plan("revoked", intent="revoking" if ids else None, usable=False, data={"token_ids": ids}, predicted={},
+                    run=run, fields={"revoked_token_ids": ids})
 
     # ------------------------------------------------------------ the refresher
 
-    def prepare_refresher(self, ref):
-        """Load the refresher's secret (storing initial_secret once), renew it when due. Returns its result."""
+    def refresher_spec(self, ref):
         self.refresher_id = ref["id"]
-        spec = {"id": ref["id"], "description": ref["description"], "allow_path_patterns": ref["allow_path_patterns"] or [],
-                "ttl": ref["ttl"]}
-        flow = self.mod.flow(self.mod.store_path(ref["id"], ref["store_path"]))
-        try:
-            record = flow.load()
-            if flow.pending:
-                if flow.pending_is_live():
-                    raise BackOff(self._busy(flow))
-                result = self.recover(flow, spec, (record or {}).get("secret"), is_refresher=True)
-                self.regen_bearer = self.mod.secret((flow.record or {}).get("secret")) or self.admin
-                return result
-            adopted = False
-            if not record or not record.get("secret"):
-                if not ref["initial_secret"]:
-                    raise FlowError("Styra DAS refresher %s has no secret in the store at %s: set refresher.initial_secret once"
-                                    % (ref["id"], flow.path), step="refresher")
-                adopted = True
-                record = {"token_id": ref["id"], "fingerprint": fingerprint(ref["initial_secret"]), "secret": ref["initial_secret"]}
-                if not self.check:
-                    flow.persist(minted_fields(ref["initial_secret"], utcnow(), rotated=False, count=0,
-                                               extra={"token_id": ref["id"], "role": "refresher"}))
-                    record = flow.record
-            self.regen_bearer = self.mod.secret(record["secret"])
-            stored = result_for(ref["id"], "created" if adopted else "none", flow, record=record,
-                                msg="stored the refresher's initial secret" if adopted else None)
-            if not ref["self_rotate"]:
-                return stored
-            now = utcnow()
-            due, reason = self.mod.policy.due(now, parse_time(record.get("issued_at")), parse_time(record.get("expires_at")),
-                                              parse_time(record.get("rotated_at")))
-            if not due:
-                return stored
-            if self.check:
-                return result_for(ref["id"], "rotated", flow, msg=reason)
-            # The refresher renews itself with its own secret; the new one is persisted before use.
-            out = self.mint_in_place(flow, spec, ref["id"], reason, record["secret"])
-            self.regen_bearer = flow.record["secret"]
-            return result_for(ref["id"], "rotated", flow, msg=reason, **out)
-        except BackOff as exc:
-            return result_for(ref["id"], "none", flow, msg=str(exc), backed_off=True)
-        except FlowError as exc:
-            return dict(id=ref["id"], changed=flow.writes > 0, failed=True, action=exc.action or "failed",
-                        msg=self.mod.redactor.scrub(str(exc)), step=exc.step)
-        except (ApiError, StoreError) as exc:
-            return dict(id=ref["id"], changed=flow.writes > 0, failed=True, action="failed", msg=self.mod.redactor.scrub(str(exc)))
+        return {"id": ref["id"], "role": REFRESHER, "description": ref["description"],
+                "allow_path_patterns": ref["allow_path_patterns"] or [], "ttl": ref["ttl"], "store_path": ref["store_path"],
+                "role_bindings": None, "ref": ref}
+
+    def after_refresher(self, token_record):
+        """Application tokens are regenerated with the refresher's current secret."""
+        secret = (token_record or {}).get("secret")
+        self.regen_bearer = self.mod.secret(secret) if secret else self.admin
+
+    def refresher_present(self, token):
+        """Adopt initial_secret once, learn the expiry, renew when due (self_rotate) or warn when it cannot."""
+        spec = token.spec
+        ref = spec["ref"]
+        record = token.record
+        now = utcnow()
+        adopt = None
+        if not record.get("secret"):
+            if not ref["initial_secret"]:
+                raise FlowError("Styra DAS refresher %s has no secret in the store at %s: set refresher.initial_secret once"
+                                % (ref["id"], token.flow.path), step="refresher")
+            adopt = minted_fields(ref["initial_secret"], now, rotated=False, count=0,
+                                  extra={"token_id": ref["id"], "role": REFRESHER, "expires_at": None})
+            record = dict(record, **adopt)
+        learned = None
+        if not record.get("expires_at"):
+            learned = self._refresher_expiry(ref)
+            if learned is not None:
+                record["expires_at"] = iso(learned)
+        self.after_refresher(record)
+        expires_at = parse_time(record.get("expires_at"))
+        due, reason = self.mod.policy.due(now, parse_time(record.get("issued_at")), expires_at, parse_time(record.get("rotated_at")))
+        if expires_at is None and ref["self_rotate"]:
+            # An unknown expiry cannot be watched: renewing now with its ttl makes it known.
+            due, reason = True, "its expiry is unknown (set refresher.expires_at, or it renews now to learn it)"
+        if not ref["self_rotate"]:
+            if due or expires_at is None:
+                self.mod.warn("Styra DAS refresher %s %s and self_rotate is off: renew it (and store its new secret) before it "
+                              "expires, or every token it renews goes with it"
+                              % (ref["id"], reason if due else "has an unknown expiry (set refresher.expires_at)"))
+            due = False
+        stored = {}
+        if adopt:
+            stored.update(adopt)
+        if learned is not None or (adopt and record.get("expires_at")):
+            stored["expires_at"] = record["expires_at"]
+        if not due:
+            if not stored:
+                return Plan("none")
+
+            def store_only(token):
+                token.flow.persist(stored)
+                self.after_refresher(token.flow.record)
+                return {}
+            return Plan("created" if adopt else "updated", reason="stored the refresher's initial secret" if adopt else
+                        "learned the refresher's expiry", predicted=record, run=store_only)
+        predicted = dict(record, fingerprint=NEW_SECRET, issued_at=iso(now), rotated_at=iso(now),
+                         expires_at=iso(self._expiry(spec, now)), rotation_count=(record.get("rotation_count") or 0) + 1)
+
+        def renew(token):
+            if stored:
+                # The adopted secret is stored first: it is the bearer of its own renewal.
+                token.flow.persist(stored, keep_pending=True)
+            out = self.mint_in_place(token, spec, ref["id"], record["secret"])
+            self.after_refresher(token.flow.record)
+            return out
+        return Plan("rotated", reason=reason, intent="minting", usable=False, data={"token_id": ref["id"], "reason": reason},
+                    predicted=predicted, run=renew)
+
+    def _refresher_expiry(self, ref):
+        """The refresher's expiry: refresher.expires_at, else what DAS says to the administrator token; None when unknown."""
+        if ref.get("expires_at"):
+            return parse_time(ref["expires_at"])
+        if self.admin:
+            remote = self.das.get_token(ref["id"], self.admin)
+            if remote and remote.get("expires"):
+                return parse_time(remote["expires"])
+        return None
+

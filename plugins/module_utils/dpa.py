@@ -203,11 +203,12 @@ class DpaClient:
     def exchange(self, refresh_token, step):
         """POST the refresh grant; returns an AccessToken. ApiError (see rejected()) when refused.
 
-        A repeated exchange only issues one more access token, so the HTTP layer may retry it.
+        A repeated exchange only issues one more access token, so the HTTP layer may retry it. It
+        changes nothing in DPA: the refresh token stays as it was (dpa.md), so it needs no intent.
         """
         self.http.redactor.add(refresh_token)
         response = self.http.request(step, "POST", TOKEN_PATH, data={"grant_type": "refresh_token", "refresh_token": refresh_token},
-                                     headers={"Accept": "application/json"}, idempotent=True)
+                                     headers={"Accept": "application/json"}, idempotent=True, changes=False)
         try:
             body = response.json()
         except ValueError:

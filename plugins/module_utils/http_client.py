@@ -130,11 +130,17 @@ class HttpClient:
     `idempotent` on request() says whether repeating the request is safe; GET and HEAD always
     are. Only idempotent requests are retried, on 429 (after Retry-After), 502, 503, 504 and on
     connection errors, so a request that mints a secret is never sent twice by this layer.
+
+    `changes` on request() says whether the request changes anything in the product (every
+    method but GET and HEAD, unless the client says otherwise). Before such a request is sent,
+    `change_guard.before_change(step)` is called: the rotation driver refuses it unless the
+    token's intent is recorded in the store. A definite refusal of a change is reported back
+    (`change_guard.refused()`): it changed nothing.
     """
 
     def __init__(self, product, base_url, validate_certs=True, ca_path=None, timeout=30, retries=3,
                  backoff_base=0.5, backoff_cap=8.0, max_retry_after=60.0, redactor=None,
-                 pool_size=10, user_agent="tokenops.rotation", sleep=time.sleep, error_parser=None):
+                 pool_size=10, user_agent="tokenops.rotation", sleep=time.sleep, error_parser=None, change_guard=None):
         if not HAS_REQUESTS:
             raise RuntimeError("the Python library requests is required: %s" % REQUESTS_IMPORT_ERROR)
         self.product = product
@@ -147,6 +153,7 @@ class HttpClient:
         self.redactor = redactor or Redactor()
         self.sleep = sleep
         self.error_parser = error_parser or default_error_parser
+        self.change_guard = change_guard
         self.request_count = 0
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
@@ -163,7 +170,7 @@ class HttpClient:
         return self.base_url + "/" + path.lstrip("/")
 
     def request(self, step, method, path, json=None, data=None, headers=None, bearer=None, scheme="Bearer",
-                idempotent=None, ok=(200,), timeout=None, signer=None):
+                idempotent=None, ok=(200,), timeout=None, signer=None, changes=None):
         """Send one request; return the response when its status is in `ok`, else raise ApiError.
 
         `bearer` is sent as `Authorization: <scheme> <bearer>` (GNAP uses scheme "GNAP").
@@ -174,6 +181,18 @@ class HttpClient:
         url = self.url(path)
         if idempotent is None:
             idempotent = method in ("GET", "HEAD")
+        if changes is None:
+            changes = method not in ("GET", "HEAD")
+        if changes and self.change_guard is not None:
+            self.change_guard.before_change("%s (%s %s)" % (step, method, urlsplit(url).path))
+        try:
+            return self._send(step, method, url, json, data, headers, bearer, scheme, idempotent, ok, timeout, signer)
+        except ApiError as exc:
+            if changes and self.change_guard is not None and not exc.outcome_unknown:
+                self.change_guard.refused()
+            raise
+
+    def _send(self, step, method, url, json, data, headers, bearer, scheme, idempotent, ok, timeout, signer):
         headers = dict(headers or {})
         if bearer:
             self.redactor.add(bearer)

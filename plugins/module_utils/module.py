@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
+from ansible_collections.tokenops.rotation.plugins.module_utils.driver import ChangeGuard, Driver
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import (
     HAS_REQUESTS,
     REQUESTS_IMPORT_ERROR,
@@ -87,6 +88,7 @@ class TokenModule:
     product = None          # "das"
     product_name = None     # "Styra DAS"
     url_env = None
+    guarded = False         # the product runs on the driver: its changes pass the change guard (while products move over)
 
     def __init__(self, argument_spec, run_options=True, policy_options=True, **kwargs):
         # policy_options=False: a product that cannot rotate (DPA) has no rotate_before/max_age and no self.policy.
@@ -110,6 +112,9 @@ class TokenModule:
         self.warnings = []
         self.extra_output = {}
         self._warn_lock = threading.Lock()
+        # Every request that changes a product asks this guard first (see driver.py).
+        self.guard = ChangeGuard()
+        self.driver = None
         try:
             self.policy = Policy.from_params(self.params) if policy_options else None
             self.params.setdefault("concurrency", 4)
@@ -138,7 +143,7 @@ class TokenModule:
 
     def run_token(self, spec):
         """Handle one token; return a result dict (rotation.result_for)."""
-        raise NotImplementedError
+        return self.driver.run(spec)
 
     # -- shared machinery
 
@@ -163,7 +168,8 @@ class TokenModule:
         if self.client is None:
             p = self.params
             kwargs = dict(validate_certs=p["validate_certs"], ca_path=p["ca_path"], timeout=p["timeout"],
-                          retries=p["retries"], redactor=self.redactor, pool_size=max(4, p["concurrency"] * 2))
+                          retries=p["retries"], redactor=self.redactor, pool_size=max(4, p.get("concurrency", 1) * 2),
+                          change_guard=self.guard if self.guarded else None)
             kwargs.update(overrides)
             self.client = HttpClient(self.product_name, p["url"], **kwargs)
         return self.client
@@ -194,7 +200,13 @@ class TokenModule:
         return record, shown
 
     def flow(self, path):
-        return Flow(self.store, path, self.product, check_mode=self.module.check_mode, lock_timeout=self.lock_timeout)
+        return Flow(self.store, path, self.product, check_mode=self.module.check_mode, lock_timeout=self.lock_timeout,
+                    lease=self.lease)
+
+    def use_steps(self, steps):
+        """The product's steps, run by the one driver."""
+        self.driver = Driver(self, steps)
+        return self.driver
 
     def fail(self, msg, **kwargs):
         self.module.fail_json(msg=self.redactor.scrub(msg), **kwargs)
@@ -257,10 +269,16 @@ class TokenModule:
             out.pop("failed", None)
             msg = "; ".join("%s: %s" % (r.get("id"), r.get("msg")) for r in failed) if not single else failed[0].get("msg")
             out.pop("msg", None)
+            self.close()
             self.module.fail_json(msg=self.redactor.scrub(msg), **out)
+        self.close()
+        self.module.exit_json(**out)
+
+    def close(self):
+        if self.driver is not None:
+            self.driver.close()
         if self.client is not None:
             self.client.close()
-        self.module.exit_json(**out)
 
 
 def with_diff(result, before, after, header):

@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import socket
+import threading
 import time
 import uuid
 
@@ -34,17 +35,30 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 60480
 
 
 class FlowError(Exception):
-    """A failure of the flow itself, with the step it happened in; message has no secrets."""
+    """A failure of the flow itself, with the step it happened in; message has no secrets.
 
-    def __init__(self, message, step=None, action=None, details=None):
+    `reconcile_steps` lists what a person must do when `action` is needs_reconcile (or
+    needs_interaction); `details` adds fields to the token's result.
+    """
+
+    def __init__(self, message, step=None, action=None, details=None, reconcile_steps=None):
         super(FlowError, self).__init__(message)
         self.step = step
         self.action = action
         self.details = details or {}
+        self.reconcile_steps = list(reconcile_steps or [])
 
 
 class BackOff(Exception):
-    """Another run holds this entry (a live intent, or it wrote first)."""
+    """Another run holds this entry (a live intent, or it wrote first). `holder` says who, when known."""
+
+    def __init__(self, message, pending=None):
+        super(BackOff, self).__init__(message)
+        self.pending = pending or {}
+
+
+class IntentMissing(RuntimeError):
+    """A bug: a request that changes the product was about to be sent without this run's intent recorded."""
 
 
 # ---------------------------------------------------------------- time and durations
@@ -170,7 +184,11 @@ def holder_id():
 
 
 def holder_alive(holder):
-    """False only when the holder ran on this host and its process is gone."""
+    """False only when the holder ran on this host and its process is gone.
+
+    A holder on another host (an AWX job in another container) cannot be asked; its intent's lease
+    tells whether it is alive.
+    """
     try:
         host, pid = holder.rsplit(":", 1)
         pid = int(pid)
@@ -193,17 +211,25 @@ class Flow:
     """One store entry's rotation, step by step.
 
     Every write is check-and-set against the version this flow last saw; `begin` records the
-    intent before a mint; `persist` stores what was minted (retrying a store outage briefly,
-    because the secret exists nowhere else); `finish` clears the intent.
+    intent before a change is sent to the product; `persist` stores what was minted (retrying a
+    store outage briefly, because the secret exists nowhere else); `finish` clears the intent.
+
+    An intent carries a lease (`lease_expires_at`) that the run holding it renews (`renew`, called
+    by the driver's heartbeat); an intent whose lease ran out, or that is older than
+    `lock_timeout`, belongs to a run that died, wherever it ran. `changes_sent` counts the requests
+    that may have changed the product under this flow's intent (the HTTP layer's change guard
+    counts them), so that a failure that changed nothing withdraws the intent, and a conflict that
+    changed nothing is a back-off, not a reconcile.
     """
 
     def __init__(self, store, path, product, check_mode=False, lock_timeout=300.0, holder=None,
-                 persist_attempts=3, persist_backoff=0.5, now=utcnow, sleep=time.sleep):
+                 persist_attempts=3, persist_backoff=0.5, now=utcnow, sleep=time.sleep, lease=60.0):
         self.store = store
         self.path = path
         self.product = product
         self.check_mode = check_mode
         self.lock_timeout = lock_timeout
+        self.lease = lease
         self.holder = holder or holder_id()
         self.persist_attempts = persist_attempts
         self.persist_backoff = persist_backoff
@@ -214,6 +240,10 @@ class Flow:
         self.before = None
         self.writes = 0
         self.rotation_id = None
+        self.changes_sent = 0
+        self.changes_refused = 0
+        # The heartbeat thread and the flow's own thread both write; one at a time.
+        self._lock = threading.RLock()
 
     # -- reading
 
@@ -228,6 +258,18 @@ class Flow:
     def pending(self):
         return (self.record or {}).get("pending")
 
+    @property
+    def holds_intent(self):
+        """This run's intent is the one recorded (the only state in which a change may be sent)."""
+        pending = self.pending
+        return bool(pending and self.rotation_id and pending.get("rotation_id") == self.rotation_id
+                    and pending.get("holder") == self.holder)
+
+    @property
+    def may_have_changed(self):
+        """Whether a request that may have changed the product was sent under this flow."""
+        return self.changes_sent > self.changes_refused
+
     def pending_is_live(self):
         """True when another run's intent is recent and its holder may still be working."""
         pending = self.pending
@@ -238,59 +280,126 @@ class Flow:
         started = parse_time(pending.get("started_at"))
         if started is None:
             return False
-        age = (self.now() - started).total_seconds()
-        return age < self.lock_timeout and holder_alive(pending.get("holder"))
+        now = self.now()
+        if (now - started).total_seconds() >= self.lock_timeout:
+            return False
+        lease_until = parse_time(pending.get("lease_expires_at"))
+        if lease_until is not None and now >= lease_until:
+            return False
+        return holder_alive(pending.get("holder"))
 
     # -- writing
 
     def _write(self, record):
         if self.check_mode:
             raise RuntimeError("the flow must not write in check mode")  # a bug, not a user error
-        self.version = self.store.write(self.path, record, self.version)
-        self.record = record
-        self.writes += 1
-        return self.version
+        with self._lock:
+            self.version = self.store.write(self.path, record, self.version)
+            self.record = record
+            self.writes += 1
+            return self.version
 
-    def begin(self, step, **data):
-        """Record the intent before minting. Raises BackOff when another run wrote first."""
-        record = copy.deepcopy(self.record) if self.record else {"product": self.product}
-        self.rotation_id = str(uuid.uuid4())
-        pending = {"rotation_id": self.rotation_id, "step": step, "started_at": iso(self.now()), "holder": self.holder}
-        pending.update(data)
-        record["pending"] = pending
-        try:
-            self._write(record)
-        except StoreConflict:
-            raise BackOff("another run changed %s while this one was deciding; it backed off" % self.path)
-        return pending
+    def _lease_until(self):
+        return iso(self.now() + datetime.timedelta(seconds=self.lease))
 
-    def adopt_pending(self):
+    def begin(self, step, secret_usable=True, **data):
+        """Record the intent before a change. Raises BackOff when another run wrote first.
+
+        `secret_usable` says whether the stored secret still works while this step runs (the
+        token lookup hands it out only then).
+        """
+        with self._lock:
+            record = copy.deepcopy(self.record) if self.record else {"product": self.product}
+            self.rotation_id = str(uuid.uuid4())
+            pending = {"rotation_id": self.rotation_id, "step": step, "started_at": iso(self.now()), "holder": self.holder,
+                       "lease_expires_at": self._lease_until(), "secret_usable": bool(secret_usable)}
+            pending.update(data)
+            record["pending"] = pending
+            try:
+                self._write(record)
+            except StoreConflict:
+                self.rotation_id = None
+                raise BackOff("another run changed %s while this one was deciding; this run left it alone" % self.path)
+            return pending
+
+    def adopt_pending(self, **data):
         """Take over a stale intent for recovery: re-stamp it with this run as the holder."""
-        record = copy.deepcopy(self.record)
-        record["pending"] = dict(record["pending"], holder=self.holder, started_at=iso(self.now()),
-                                 recovered_from=record["pending"].get("holder"))
-        self.rotation_id = record["pending"].get("rotation_id")
-        try:
-            self._write(record)
-        except StoreConflict:
-            raise BackOff("another run took over the interrupted rotation of %s first" % self.path)
-        return record["pending"]
+        with self._lock:
+            record = copy.deepcopy(self.record)
+            old = record["pending"]
+            record["pending"] = dict(old, holder=self.holder, started_at=iso(self.now()), lease_expires_at=self._lease_until(),
+                                     recovered_from=old.get("holder"), **data)
+            self.rotation_id = old.get("rotation_id") or str(uuid.uuid4())
+            record["pending"]["rotation_id"] = self.rotation_id
+            try:
+                self._write(record)
+            except StoreConflict:
+                self.rotation_id = None
+                raise BackOff("another run took over the interrupted rotation of %s first" % self.path)
+            return record["pending"]
 
-    def step(self, step, **data):
+    def renew(self):
+        """Extend this run's lease (the heartbeat). False when the intent is no longer ours."""
+        with self._lock:
+            if not self.holds_intent or self.check_mode:
+                return False
+            record = copy.deepcopy(self.record)
+            record["pending"]["lease_expires_at"] = self._lease_until()
+            try:
+                self._write(record)
+            except StoreConflict:
+                # Someone took the entry over (our lease had run out): the next write of this flow
+                # finds out and reports it.
+                return False
+            except StoreError:
+                return True   # an outage: try again at the next beat
+            return True
+
+    def release(self):
+        """End this run's lease but keep its intent as the record of an unfinished change, so the next
+        run recovers it at once instead of waiting for the lease to run out."""
+        with self._lock:
+            if not self.holds_intent or self.check_mode:
+                return
+            record = copy.deepcopy(self.record)
+            record["pending"]["lease_expires_at"] = iso(self.now())
+            try:
+                self._write(record)
+            except StoreError:
+                pass   # the lease runs out by itself
+
+    def step(self, step, secret_usable=None, **data):
         """Advance the intent to the next step (persisting step data such as a new secret)."""
-        record = copy.deepcopy(self.record)
-        record["pending"] = dict(record.get("pending") or {}, step=step, **data)
-        return self._persist(record)
+        with self._lock:
+            record = copy.deepcopy(self.record)
+            pending = dict(record.get("pending") or {}, step=step, lease_expires_at=self._lease_until(), **data)
+            if secret_usable is not None:
+                pending["secret_usable"] = bool(secret_usable)
+            record["pending"] = pending
+            return self._persist(record)
 
-    def persist(self, changes, keep_pending=False, remove=()):
-        """Write `changes` into the record; the intent is cleared unless keep_pending."""
-        record = copy.deepcopy(self.record) if self.record else {"product": self.product}
-        record.update(changes)
-        for key in remove:
-            record.pop(key, None)
-        if not keep_pending:
-            record.pop("pending", None)
-        return self._persist(record)
+    def persist(self, changes, keep_pending=False, remove=(), next_step=None, **step_data):
+        """Write `changes` into the record; the intent is cleared unless keep_pending or next_step.
+
+        With `next_step` the intent stays and moves on to that step in the same write (a change
+        that still follows, such as role bindings after a mint, stays under the intent).
+        """
+        with self._lock:
+            record = copy.deepcopy(self.record) if self.record else {"product": self.product}
+            record.update(changes)
+            for key in remove:
+                record.pop(key, None)
+            if next_step is not None and record.get("pending"):
+                pending = dict(record["pending"], step=next_step, lease_expires_at=self._lease_until(), **step_data)
+                record["pending"] = pending
+            elif not keep_pending:
+                record.pop("pending", None)
+            return self._persist(record)
+
+    def finish(self):
+        """Clear this run's intent (the change is complete and nothing else needs storing)."""
+        if self.holds_intent:
+            self.persist({})
 
     def _persist(self, record):
         attempt = 0
@@ -307,12 +416,20 @@ class Flow:
                     self.writes += 1
                     return self.version
                 theirs = (current.data or {}).get("pending") or {}
-                if self.rotation_id and theirs.get("rotation_id") == self.rotation_id:
+                if self.rotation_id and theirs.get("rotation_id") == self.rotation_id and theirs.get("holder") == self.holder:
+                    # Our own intent, written by an attempt whose answer was lost (or by our heartbeat).
                     self.version = current.version
                     continue
-                raise FlowError("%s changed under this run's rotation %s (now held by %s); "
-                                "what this run minted was not stored" % (self.path, self.rotation_id, theirs.get("holder", "nobody")),
-                                step="persist", action="needs_reconcile")
+                if not self.may_have_changed:
+                    raise BackOff("another run changed %s while this one was working (now held by %s); this run changed "
+                                  "nothing and left it alone" % (self.path, theirs.get("holder", "nobody")), pending=theirs)
+                raise FlowError("%s changed under this run's rotation %s (now held by %s): what this run changed in the product "
+                                "was not stored" % (self.path, self.rotation_id, theirs.get("holder", "nobody")),
+                                step="persist", action="needs_reconcile",
+                                reconcile_steps=["Run the rotation again: the run now holding %s (or the next run) recovers or "
+                                                 "re-does the rotation and stores a working secret" % self.path,
+                                                 "If it still fails, check in the product that the secret stored at %s works, and "
+                                                 "rotate it with state: rotated if it does not" % self.path])
             except StoreError:
                 attempt += 1
                 if attempt >= self.persist_attempts:
@@ -320,23 +437,38 @@ class Flow:
                 self.sleep(self.persist_backoff * (2 ** (attempt - 1)))
 
     def abandon(self):
-        """Withdraw this run's intent after a definite failure: nothing was minted."""
-        if not self.pending or self.pending.get("rotation_id") != self.rotation_id:
-            return
-        if not self.before:
-            self.delete()
-            return
-        record = copy.deepcopy(self.record)
-        record.pop("pending", None)
-        self._persist(record)
+        """Withdraw this run's intent after a definite failure: nothing was changed."""
+        with self._lock:
+            if not self.holds_intent:
+                return
+            if not self.before:
+                self.delete()
+                return
+            record = copy.deepcopy(self.record)
+            record.pop("pending", None)
+            self._persist(record)
 
     def delete(self):
         if self.check_mode:
             raise RuntimeError("the flow must not write in check mode")
-        existed = self.store.delete(self.path)
-        self.writes += 1
-        self.record = None
-        return existed
+        with self._lock:
+            existed = self.store.delete(self.path)
+            self.writes += 1
+            self.record = None
+            return existed
+
+    # -- the change guard (called by the HTTP layer through the driver)
+
+    def authorize_change(self, what):
+        """Before a request that changes the product: this run's intent must be recorded."""
+        if self.check_mode or not self.holds_intent:
+            raise IntentMissing("%s: %s was about to be sent without this run's intent recorded at %s; this is a bug in "
+                                "tokenops.rotation, nothing was sent" % (self.product, what, self.path))
+        self.changes_sent += 1
+
+    def change_refused(self):
+        """The last change request got a definite refusal: it changed nothing."""
+        self.changes_refused += 1
 
 
 # ---------------------------------------------------------------- records and results
@@ -367,7 +499,8 @@ def public_view(record):
         if record.get(key) is not None:
             view[key] = record[key]
     if record.get("pending"):
-        view["pending"] = {k: v for k, v in record["pending"].items() if k in ("rotation_id", "step", "started_at", "holder", "new_token_id")}
+        view["pending"] = {k: v for k, v in record["pending"].items()
+                           if k in ("rotation_id", "step", "started_at", "holder", "new_token_id", "lease_expires_at", "secret_usable")}
     if record.get("previous"):
         prev = record["previous"]
         view["previous"] = {k: v for k, v in prev.items() if k in ("token_id", "fingerprint", "revoke_after")}

@@ -155,10 +155,22 @@ options:
         type: str
       self_rotate:
         description:
-          - Let the refresher renew itself when it is due, before it regenerates anything else.
-            Its new secret is persisted before it is used.
+          - Let the refresher renew itself when it is due (within O(rotate_before) of its expiry,
+            or older than O(max_age)), before it regenerates anything else. Its new secret is
+            persisted before it is used.
+          - A refresher whose expiry is unknown (adopted through O(refresher.initial_secret), with
+            no O(api_token) to read its expiry from DAS and no O(refresher.expires_at)) renews
+            itself at once with its O(refresher.ttl), which makes its expiry known.
+          - Without it, a refresher within O(rotate_before) of its expiry, or whose expiry is
+            unknown, gives a warning on every run.
         type: bool
         default: false
+      expires_at:
+        description:
+          - When the refresher's current secret expires (ISO 8601, for example
+            C(2027-01-31T00:00:00Z)), as shown in DAS. Read when the store does not know it yet;
+            with O(api_token) the module asks DAS instead.
+        type: str
       ttl:
         description: Lifetime the refresher asks for when it renews itself. Required with O(refresher.self_rotate).
         type: str
@@ -348,13 +360,13 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.das import (
     validate_token_id,
     validate_ttl,
 )
-from ansible_collections.tokenops.rotation.plugins.module_utils.das_rotation import DasRotation
+from ansible_collections.tokenops.rotation.plugins.module_utils.das_rotation import DasSteps
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import (
     InputError,
     TokenModule,
     merged,
 )
-from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import parse_duration
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import parse_duration, parse_time
 
 TOKEN_KEYS = ("id", "description", "allow_path_patterns", "allow_all_paths", "ttl", "role_bindings",
               "strategy", "overlap_id", "grace_period", "store_path")
@@ -381,6 +393,7 @@ ARGUMENT_SPEC = dict(
         store_path=dict(type="str"),
         initial_secret=dict(type="str", no_log=True),
         self_rotate=dict(type="bool", default=False),
+        expires_at=dict(type="str"),
         ttl=dict(type="str"),
         description=dict(type="str", default=""),
         allow_path_patterns=dict(type="list", elements="str"),
@@ -401,6 +414,7 @@ class DasTokenModule(TokenModule):
     product = "das"
     product_name = "Styra DAS"
     url_env = "STYRA_DAS_URL"
+    guarded = True
 
     def __init__(self):
         super(DasTokenModule, self).__init__(
@@ -488,6 +502,12 @@ class DasTokenModule(TokenModule):
             raise InputError("refresher: %s" % exc)
         if ref["initial_secret"]:
             self.secret(ref["initial_secret"])
+        if ref["expires_at"]:
+            try:
+                parse_time(ref["expires_at"])
+            except ValueError:
+                raise InputError("refresher.expires_at: %r is not an ISO 8601 time such as 2027-01-31T00:00:00Z"
+                                 % ref["expires_at"][:60])
         if ref["self_rotate"]:
             if not ref["ttl"]:
                 raise InputError("refresher.self_rotate needs refresher.ttl: the refresher must renew itself before its TTL runs out")
@@ -500,20 +520,21 @@ class DasTokenModule(TokenModule):
         if self.params["api_token"]:
             self.secret(self.params["api_token"])
         self.das = DasClient(self.http())
-        self.rotation = DasRotation(self)
+        steps = DasSteps(self)
+        driver = self.use_steps(steps)
         if self.params["refresher"]:
             # The refresher goes first: when it renews itself, its new secret is persisted
             # before it is used for anything else.
-            refresher = self.rotation.prepare_refresher(self.params["refresher"])
+            refresher = driver.run(steps.refresher_spec(self.params["refresher"]))
+            refresher.pop("_diff", None)
             self.extra_output["refresher"] = refresher
             if refresher.get("failed"):
+                self.close()
                 self.fail(refresher.get("msg"), changed=bool(refresher.get("changed")), refresher=refresher)
             if refresher.get("backed_off"):
+                self.close()
                 self.module.exit_json(changed=False, backed_off=True, msg=refresher["msg"], refresher=refresher)
         super(DasTokenModule, self).run()
-
-    def run_token(self, spec):
-        return self.rotation.run(spec)
 
 
 def check_patterns(patterns, allow_all, what):

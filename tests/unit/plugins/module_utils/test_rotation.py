@@ -18,6 +18,7 @@ import sys
 import pytest
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import (
+    IntentMissing,
     BackOff,
     Flow,
     FlowError,
@@ -319,8 +320,8 @@ def test_second_flow_that_read_the_old_version_backs_off(store, existing):
     assert store.read(PATH).data["pending"]["holder"] == "runner-a:1"
 
 
-def _flow_seeing(store, pending_holder, age_seconds, lock_timeout=300.0):
-    writer = make_flow(store, holder=pending_holder)
+def _flow_seeing(store, pending_holder, age_seconds, lock_timeout=300.0, lease=600.0):
+    writer = make_flow(store, holder=pending_holder, lease=lease)
     writer.load()
     writer.begin("minting")
     reader = make_flow(store, holder="runner-b.example:200", clock=Clock(NOW + datetime.timedelta(seconds=age_seconds)),
@@ -337,6 +338,101 @@ def test_foreign_intent_older_than_lock_timeout_is_stale(store):
     assert _flow_seeing(store, FOREIGN, age_seconds=301, lock_timeout=300).pending_is_live() is False
     store.delete(PATH)
     assert _flow_seeing(store, FOREIGN, age_seconds=299, lock_timeout=300).pending_is_live() is True
+
+
+def test_foreign_intent_whose_lease_ran_out_is_stale_long_before_lock_timeout(store):
+    # A holder on another host (an AWX job in another container) cannot be asked whether it lives;
+    # a lease it no longer renews says it died.
+    assert _flow_seeing(store, FOREIGN, age_seconds=29, lease=30).pending_is_live() is True
+    store.delete(PATH)
+    assert _flow_seeing(store, FOREIGN, age_seconds=31, lease=30).pending_is_live() is False
+
+
+def test_a_renewed_lease_keeps_the_intent_live(store):
+    clock = Clock()
+    writer = make_flow(store, holder=FOREIGN, clock=clock, lease=30)
+    writer.load()
+    writer.begin("minting")
+    for _ in range(5):
+        clock.value += datetime.timedelta(seconds=20)
+        assert writer.renew() is True
+    reader = make_flow(store, holder="runner-b.example:200", clock=Clock(clock.value + datetime.timedelta(seconds=25)))
+    reader.load()
+    assert reader.pending_is_live() is True
+    reader = make_flow(store, holder="runner-b.example:200", clock=Clock(clock.value + datetime.timedelta(seconds=31)))
+    reader.load()
+    assert reader.pending_is_live() is False
+
+
+def test_renew_stops_when_someone_else_took_the_intent_over(store):
+    writer = make_flow(store, holder=FOREIGN, lease=30)
+    writer.load()
+    writer.begin("minting")
+    thief = make_flow(store, holder="runner-b.example:200", clock=Clock(NOW + datetime.timedelta(seconds=60)))
+    thief.load()
+    assert thief.pending_is_live() is False
+    thief.adopt_pending()
+    assert writer.renew() is False
+    assert store.read(PATH).data["pending"]["holder"] == "runner-b.example:200"
+
+
+def test_release_ends_the_lease_but_keeps_the_intent(store):
+    writer = make_flow(store, holder=FOREIGN, lease=600)
+    writer.load()
+    writer.begin("minting", token_id="app")
+    writer.release()
+    pending = store.read(PATH).data["pending"]
+    assert pending["step"] == "minting" and pending["token_id"] == "app"
+    reader = make_flow(store, holder="runner-b.example:200")
+    reader.load()
+    assert reader.pending_is_live() is False
+
+
+def test_an_intent_without_a_lease_falls_back_to_lock_timeout(store):
+    legacy = dict(OLD_RECORD, pending={"rotation_id": "r-1", "step": "minting", "holder": FOREIGN,
+                                       "started_at": iso(NOW - datetime.timedelta(seconds=200))})
+    store.write(PATH, legacy, 0)
+    reader = make_flow(store, holder="runner-b.example:200", lock_timeout=300)
+    reader.load()
+    assert reader.pending_is_live() is True
+    reader = make_flow(store, holder="runner-b.example:200", lock_timeout=100)
+    reader.load()
+    assert reader.pending_is_live() is False
+
+
+def test_a_change_needs_this_runs_recorded_intent(store):
+    flow = make_flow(store)
+    flow.load()
+    with pytest.raises(IntentMissing):
+        flow.authorize_change("regenerate token app")
+    flow.begin("minting")
+    flow.authorize_change("regenerate token app")
+    assert flow.changes_sent == 1 and flow.may_have_changed
+    flow.change_refused()
+    assert not flow.may_have_changed
+    flow.persist({"secret": "new-secret-bbbbbbbbbbbb"})
+    with pytest.raises(IntentMissing):
+        flow.authorize_change("bind a role to app")
+
+
+def test_check_mode_flow_refuses_every_change(store):
+    flow = make_flow(store, check_mode=True)
+    flow.load()
+    with pytest.raises(IntentMissing):
+        flow.authorize_change("regenerate token app")
+
+
+def test_a_conflict_that_changed_nothing_is_a_back_off(store):
+    store.write(PATH, OLD_RECORD, 0)
+    first = make_flow(store, holder="runner-a:1", lease=1)
+    first.load()
+    first.begin("updating")
+    late = make_flow(store, holder="runner-b:2", clock=Clock(NOW + datetime.timedelta(seconds=5)))
+    late.load()
+    late.adopt_pending()
+    with pytest.raises(BackOff):
+        first.persist({})
+    assert store.read(PATH).data["pending"]["holder"] == "runner-b:2"
 
 
 def test_fresh_intent_of_a_dead_local_process_is_stale(store):
@@ -496,9 +592,11 @@ def test_persist_fails_when_another_rotation_took_the_entry(store):
     theirs = make_flow(store, holder="runner-b:2")
     theirs.load()
     theirs.begin("minting")   # e.g. it judged this run's intent stale
+    mine.authorize_change("regenerate token app")   # the mint was sent
     with pytest.raises(FlowError) as caught:
         mine.persist({"secret": "minted-by-a-iiiiiiiiii"})
     assert caught.value.action == "needs_reconcile"
+    assert caught.value.reconcile_steps
     assert caught.value.step == "persist"
     assert "runner-b:2" in str(caught.value)
     assert "minted-by-a-iiiiiiiiii" not in str(caught.value)
@@ -511,6 +609,7 @@ def test_persist_fails_when_the_entry_was_deleted_under_it(store):
     flow = make_flow(store)
     flow.load()
     flow.begin("minting")
+    flow.authorize_change("regenerate token app")
     store.delete(PATH)
     with pytest.raises(FlowError) as caught:
         flow.persist({"secret": "minted-jjjjjjjjjj"})
