@@ -47,3 +47,14 @@ def test_consumers_use_the_stored_token_before_and_after_rotation(runner, das_fa
         assert consume(das, first) == 200              # still inside the grace DAS gives the old secret
         das.sim.clock.advance(grace + 1)
     assert consume(das, first) == 401 and consume(das, second) == 200
+
+
+@pytest.mark.xfail(reason="needs the driver port", strict=True)
+def test_verify_tells_a_path_refusal_from_a_dead_secret(runner, das_factory, bao_store):
+    """Where DAS answers 401 for a path outside the token's patterns (path_refusal_status=401, undocumented), the default
+    probe GET /v1/tokens/{id} is outside the patterns of most tokens, so verify reports a working new secret as dead.
+    The verify step must probe a path the token's own patterns allow (or not count 401 as dead there)."""
+    das = das_factory(path_refusal_status=401)
+    result = run_das(runner, das, bao_store, id="systems/pay/opa", description="payments OPA",
+                     allow_path_patterns=["^/v1/systems/pay/.*"], ttl="24h")
+    assert result["action"] == "created" and not result.get("failed"), result
