@@ -1,6 +1,7 @@
 """The Open Payments simulator and a client identity for the integration tests (imported by test_openpayments_*.py)."""
 
 import base64
+import urllib.parse
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -39,7 +40,8 @@ class Op:
         self.alice = sim.add_wallet("alice", public_name="Alice")
         self.shop = sim.add_wallet("shop", public_name="Shop")
         self.host = normalize_host(self.url)
-        self.rs = sim.base_url + "/rs/incoming-payments"
+        # A call the resource server answers for the `incoming` grant below: list the shop's incoming payments.
+        self.rs = sim.resource_server + "/incoming-payments?wallet-address=" + urllib.parse.quote(self.shop, safe="")
 
     @property
     def outgoing(self):

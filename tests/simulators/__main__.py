@@ -73,7 +73,7 @@ def _bootstrap_openpayments(sim) -> dict:
     return demo_client(sim)
 
 
-register(Product("openpayments", "Open Payments wallet addresses, GNAP authorization server and a toy resource server",
+register(Product("openpayments", "Open Payments wallet addresses, GNAP authorization server and a resource server",
                  _build_openpayments, _bootstrap_openpayments))
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 READ_METHODS = frozenset({"GET", "HEAD"})
+_METHOD_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")   # RFC 9110 token: what a method name may be
 FAULT_KINDS = ("status", "retry_after", "drop_after_commit", "hang_after_commit", "latency", "hang_before_commit")
 
 
@@ -321,6 +322,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = _handle
 
+    def __getattr__(self, name):
+        # Any other method (OPTIONS, TRACE, ...) reaches the simulator too, which answers the product's JSON
+        # error (405 where the path exists, else 404) instead of http.server's 501 HTML page.
+        if name.startswith("do_") and _METHOD_TOKEN.fullmatch(name[3:]):
+            return self._handle
+        raise AttributeError(name)
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (a malformed request line, headers too long): the product's JSON error body,
+        not an HTML page."""
+        try:
+            short = http.HTTPStatus(code).phrase
+        except ValueError:
+            short = "error"
+        self.close_connection = True   # after a malformed request the stream's framing is unknown
+        self.send_json(code, self.server.sim.error_body(code, message or short), {"Connection": "close"})
+
     def send_json(self, status: int, body: Any, headers: dict) -> None:
         payload = b"" if body is None or self.command == "HEAD" else json.dumps(body).encode()
         self.send_response(status)
@@ -389,7 +407,12 @@ class SimServer:
                 "message": message}
 
     def not_found(self, req: Request) -> tuple:
+        """No route for the path. May raise HttpError (a product that checks the token first)."""
         return 404, self.error_body(404, f"no route for {req.method} {req.path}"), {}
+
+    def method_not_allowed(self, req: Request, allowed: list[str]) -> tuple:
+        """The path exists for other methods. May raise HttpError like not_found()."""
+        return 405, self.error_body(405, f"method {req.method} not allowed on {req.path}"), {"Allow": ", ".join(allowed)}
 
     def new_secret(self) -> str:
         """A fresh random secret, recorded in `issued` so tests can scan output for it."""
@@ -512,28 +535,32 @@ class SimServer:
     # ---- dispatch ---------------------------------------------------------------------------
 
     def _dispatch(self, req: Request) -> tuple[int, Any, dict]:
-        allowed_elsewhere = False
+        allowed = []
         for method, pattern, handler in self._routes:
-            match = pattern.match(req.path)
+            # fullmatch: `$` alone would also match before a trailing newline ("/v1/tokens/abc\n" is not "abc").
+            match = pattern.fullmatch(req.path)
             if not match:
                 continue
             if method != req.method:
-                allowed_elsewhere = True
+                allowed.append(method)
                 continue
             req.params = match.groupdict()
-            with self.lock:
-                try:
-                    result = handler(req)
-                except HttpError as err:
-                    body = err.body if err.body is not None else self.error_body(err.status, err.message)
-                    return err.status, body, err.headers
-                status, body, headers = (tuple(result) + ({},))[:3]
-                if req.method not in READ_METHODS and status < 400:
-                    self.save_state()
-                return status, body, headers or {}
-        if allowed_elsewhere:
-            return 405, self.error_body(405, f"method {req.method} not allowed on {req.path}"), {}
-        return self.not_found(req)
+            return self._run(req, handler)
+        if allowed:
+            return self._run(req, lambda r: self.method_not_allowed(r, sorted(set(allowed))))
+        return self._run(req, self.not_found)
+
+    def _run(self, req: Request, handler: Handler) -> tuple[int, Any, dict]:
+        with self.lock:
+            try:
+                result = handler(req)
+            except HttpError as err:
+                body = err.body if err.body is not None else self.error_body(err.status, err.message)
+                return err.status, body, err.headers
+            status, body, headers = (tuple(result) + ({},))[:3]
+            if req.method not in READ_METHODS and status < 400:
+                self.save_state()
+            return status, body, headers or {}
 
     def _serve(self, handler: _Handler) -> None:
         body = handler._read_body()

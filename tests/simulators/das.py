@@ -13,6 +13,12 @@ Every behaviour the documentation leaves open (das.md 1.9 and the [INF] notes) i
     delete_missing_status     404 | 200 for DELETE of a missing token (q7)
     update_result             "omit" | "empty": `result` of an update PUT without regenerate (1.8)
     ttl_update_resets_expires whether an update PUT without regenerate that sends ttl moves `expires` (1.4: unknown)
+    path_refusal_status       403 | 401: the answer to a request outside the token's allow_path_patterns (not
+                              documented; 403 like a missing role, 1.6 INF)
+
+allow_path_patterns are enforced on every authenticated request: a token may call a path when one of its
+patterns matches it (a regular-expression search, so "^/data/foo" allows every path starting with /data/foo and
+".*" every path, as the create-api-token page puts it); an empty list allows every path (1.4.5).
 """
 
 from __future__ import annotations
@@ -109,9 +115,24 @@ SWITCH_DEFAULTS = {
     "update_result": "omit",
     "max_ttl_seconds": None,
     "ttl_update_resets_expires": False,
+    "path_refusal_status": 403,
 }
 _SWITCH_CHOICES = {"partial_put": ("keep", "reset"), "ttl_echo": ("as_sent", "normalized"),
-                   "delete_missing_status": (404, 200), "update_result": ("omit", "empty")}
+                   "delete_missing_status": (404, 200), "update_result": ("omit", "empty"),
+                   "path_refusal_status": (403, 401)}
+
+
+def path_allowed(patterns, path: str) -> bool:
+    """Whether a token with these allow_path_patterns may call `path` (an empty list allows every path)."""
+    if not patterns:
+        return True
+    for pattern in patterns:
+        try:
+            if re.search(pattern, path):
+                return True
+        except re.error:   # a seeded or stored pattern Go would not have accepted: it allows nothing
+            continue
+    return False
 
 
 def system_of(token_id: str) -> str | None:
@@ -222,6 +243,8 @@ class DasSimulator(SimServer):
         if token is None:
             raise HttpError(401, "invalid or expired token")
         token["uses"] += 1
+        if not path_allowed(token["allow_path_patterns"], req.path):
+            raise HttpError(self.path_refusal_status, f"token {token['id']!r} is not allowed to call {req.path}")
         return token
 
     def _roles_of(self, token_id: str) -> list[tuple[str, str, str]]:
@@ -302,6 +325,11 @@ class DasSimulator(SimServer):
         patterns = fields.get("allow_path_patterns")
         if patterns is not None and not (isinstance(patterns, list) and all(isinstance(p, str) for p in patterns)):
             raise HttpError(400, "allow_path_patterns must be a list of strings")
+        for pattern in patterns or []:
+            try:
+                re.compile(pattern)
+            except re.error:
+                raise HttpError(400, f"allow_path_patterns: {pattern!r} is not a regular expression") from None
         if "regenerate" in fields and not isinstance(fields["regenerate"], bool):
             raise HttpError(400, "regenerate must be a boolean")
         if "ttl" in fields and not isinstance(fields["ttl"], str):
@@ -492,11 +520,10 @@ class DasSimulator(SimServer):
         if binding_id is not None and not isinstance(binding_id, str):
             raise self._binding_bad_request("id must be a string")
 
-        if binding_id:
-            # With an id the request replaces that binding in full (spec); it must exist.
-            existing = self._binding_or_404(binding_id)
-        else:
-            existing = self._find_binding(rfilter["kind"], rfilter["id"], role_id)
+        # With an id the request replaces that binding in full, which must exist; without one it creates a new
+        # binding ("if present, implies updating existing rolebinding in its entirety, otherwise create new"),
+        # even beside another binding of the same role and resource. If-None-Match: * refuses the update.
+        existing = self._binding_or_404(binding_id) if binding_id else None
         if existing is not None and create_only:
             raise HttpError(409, "rolebinding already exists")
         if existing is None:

@@ -1,4 +1,4 @@
-"""Open Payments simulator: a wallet-address server, the GNAP authorization server and a toy resource server.
+"""Open Payments simulator: a wallet-address server, the GNAP authorization server and a resource server.
 
 Tuned to ../shared/api/openpayments.md (2.1-2.9, mirroring Rafiki's `packages/auth`) and the vendor
 OpenAPI files, never to the module. One loopback server holds all three:
@@ -12,7 +12,15 @@ OpenAPI files, never to the module. One loopback server holds all three:
     DELETE /auth/token/{managementId}   revoke
     GET  /auth/interact/{id}/{nonce}    where the redirect sends the resource owner
     POST /_sim/approve/{interactionId}  test-only: the resource owner approves (or {"deny": true}) the interaction
-    ANY  /rs/...                        toy resource server: 200 for a live token with a valid signature, else 401
+    GET  /{wallet}/did.json             200 with a DID document or 500 "not yet implemented" (switch did_document)
+    /rs/incoming-payments, /rs/incoming-payments/{id}[/complete], /rs/quotes[/{id}], /rs/outgoing-payments[/{id}]
+                                        the resource server of openpayments-resource-server.yaml (201 on create,
+                                        list pagination with `result`), which enforces each token's access: a live
+                                        token signed by its grant's client (else 401 with WWW-Authenticate), an access
+                                        item of the resource's type whose identifier (if any) is the wallet address
+                                        and whose actions cover the request (else 403); `read`/`list` see only what the
+                                        grant's client created, `read-all`/`list-all` everything; outgoing payments
+                                        are paid at once and held to the grant's limits
 
 Signatures are verified as Rafiki does (section 2.3): label sig1, lower-case components, @method,
 @target-uri, authorization iff the request has one, content-digest verified over the compact
@@ -28,12 +36,14 @@ re-serialised JSON, pure Ed25519, no freshness check. The switches (sections 2.3
     list_all_interaction          list-all needs interaction (LIST_ALL_ACCESS_INTERACTION)
     rotate_expired                whether an expired token may be rotated (Rafiki: yes; other servers: q1, unknown)
     finish_hash_padding           the interaction hash in padded base64 (Rafiki) or without padding (the docs, q4)
+    did_document                  "unimplemented" (500, what the spec says of today's servers) | "document" (200)
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import datetime
 import hashlib
 import json
 import re
@@ -44,7 +54,7 @@ import uuid
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.simulators.base import HttpError, Request, SimServer
+from tests.simulators.base import HttpError, Request, SimServer, rfc3339
 
 DEFAULT_TENANT = "op"
 RESERVED = ("auth", "rs", "_sim")
@@ -59,7 +69,10 @@ SWITCH_DEFAULTS = {
     "list_all_interaction": True,
     "rotate_expired": True,
     "finish_hash_padding": True,
+    "did_document": "unimplemented",
 }
+_SWITCH_CHOICES = {"did_document": ("unimplemented", "document")}
+QUOTE_LIFESPAN = 300   # seconds a quote stays usable (Rafiki QUOTE_LIFESPAN, 5 minutes)
 
 ACTIONS = {
     "incoming-payment": ("create", "complete", "read", "read-all", "list", "list-all"),
@@ -183,6 +196,9 @@ class OpenPaymentsSimulator(SimServer):
             raise TypeError(f"unknown OpenPaymentsSimulator switches: {sorted(unknown)}")
         for name, default in SWITCH_DEFAULTS.items():
             setattr(self, name, copy.deepcopy(switches.get(name, default)))
+        for name, choices in _SWITCH_CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}")
         self.tenant = tenant
         self.wallets: dict[str, dict] = {}
         self.grants: dict[str, dict] = {}
@@ -190,6 +206,10 @@ class OpenPaymentsSimulator(SimServer):
         self.tokens: dict[str, dict] = {}          # managementId -> token
         self.demo_client: dict = {}                # the CLI's demo client identity (key pair), kept across restarts
         self.rejections: list[str] = []            # why signed requests were refused, newest last
+        self.incoming: dict[str, dict] = {}        # the resource server's incoming payments, quotes and outgoing payments
+        self.quotes: dict[str, dict] = {}
+        self.outgoing: dict[str, dict] = {}
+        self._rs_seq = 0
 
         self.route("POST", r"^/_sim/approve/(?P<id>[^/]+)$", self._approve)
         self.route("GET", r"^/auth/interact/(?P<id>[^/]+)/(?P<nonce>[^/]+)$", self._interact)
@@ -198,9 +218,18 @@ class OpenPaymentsSimulator(SimServer):
         self.route("POST", r"^/auth/token/(?P<id>[^/]+)$", self._rotate)
         self.route("DELETE", r"^/auth/token/(?P<id>[^/]+)$", self._revoke)
         self.route("POST", r"^/auth/(?P<tenant>[^/]+)$", self._grant)
-        for method in ("GET", "POST"):
-            self.route(method, r"^/rs(?P<rest>/.*)?$", self._resource)
+        uid = r"(?P<id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+        self.route("POST", r"^/rs/incoming-payments$", self._create_incoming)
+        self.route("GET", r"^/rs/incoming-payments$", self._list_incoming)
+        self.route("GET", rf"^/rs/incoming-payments/{uid}$", self._get_incoming)
+        self.route("POST", rf"^/rs/incoming-payments/{uid}/complete$", self._complete_incoming)
+        self.route("POST", r"^/rs/quotes$", self._create_quote)
+        self.route("GET", rf"^/rs/quotes/{uid}$", self._get_quote)
+        self.route("POST", r"^/rs/outgoing-payments$", self._create_outgoing)
+        self.route("GET", r"^/rs/outgoing-payments$", self._list_outgoing)
+        self.route("GET", rf"^/rs/outgoing-payments/{uid}$", self._get_outgoing)
         self.route("GET", r"^/(?P<wallet>[^/]+)/jwks\.json$", self._jwks)
+        self.route("GET", r"^/(?P<wallet>[^/]+)/did\.json$", self._did)
         self.route("GET", r"^/(?P<wallet>[^/]+)$", self._wallet)
 
     # ---- addresses -----------------------------------------------------------------------------
@@ -257,7 +286,7 @@ class OpenPaymentsSimulator(SimServer):
 
     def dump_state(self) -> dict:
         return {"wallets": self.wallets, "grants": self.grants, "interactions": self.interactions, "tokens": self.tokens,
-                "demo_client": self.demo_client}
+                "demo_client": self.demo_client, "incoming": self.incoming, "quotes": self.quotes, "outgoing": self.outgoing}
 
     def load_state(self, state: dict) -> None:
         self.wallets = state.get("wallets", {})
@@ -265,6 +294,10 @@ class OpenPaymentsSimulator(SimServer):
         self.interactions = state.get("interactions", {})
         self.tokens = state.get("tokens", {})
         self.demo_client = state.get("demo_client", {})
+        self.incoming = state.get("incoming", {})
+        self.quotes = state.get("quotes", {})
+        self.outgoing = state.get("outgoing", {})
+        self._rs_seq = max([r["seq"] for store in (self.incoming, self.quotes, self.outgoing) for r in store.values()] + [0])
 
     def error_body(self, status, message):
         codes = {401: "invalid_client", 404: "invalid_request", 429: "too_fast"}
@@ -339,6 +372,21 @@ class OpenPaymentsSimulator(SimServer):
         if wallet.get("publicName"):
             body["publicName"] = wallet["publicName"]
         return 200, body
+
+    def _did(self, req: Request):
+        """GET {wallet}/did.json: 200 with a DID document, or 500 "DID Document not yet implemented" (the spec's two
+        answers; which one a server gives is the switch did_document)."""
+        wallet = self.wallets.get(req.params["wallet"])
+        if wallet is None:
+            raise HttpError(404, "wallet address not found", body={"error": {"description": "Not Found"}})
+        if self.did_document == "unimplemented":
+            raise HttpError(500, "DID Document not yet implemented",
+                            body={"error": {"code": "internal_server_error", "description": "DID Document not yet implemented"}})
+        did = "did:web:" + urllib.parse.quote(self.wallet_url(req.params["wallet"]).split("://", 1)[1], safe="/").replace("/", ":")
+        methods = [{"id": f"{did}#{k.get('kid')}", "type": "JsonWebKey2020", "controller": did, "publicKeyJwk": copy.deepcopy(k)}
+                   for k in wallet["keys"]]
+        return 200, {"@context": ["https://www.w3.org/ns/did/v1"], "id": did, "verificationMethod": methods,
+                     "assertionMethod": [m["id"] for m in methods]}
 
     def _jwks(self, req: Request):
         wallet = self.wallets.get(req.params["wallet"])
@@ -615,17 +663,331 @@ class OpenPaymentsSimulator(SimServer):
         token["revoked_at"] = self.clock.now()
         return 204, None
 
-    # ---- the toy resource server ---------------------------------------------------------------
+    # ---- the resource server (openpayments-resource-server.yaml) -------------------------------
 
-    def _resource(self, req: Request):
+    @property
+    def resource_server(self) -> str:
+        return f"{self.base_url}/rs"
+
+    def _rs_error(self, status: int, code: str, description: str) -> HttpError:
+        # error-response: code and description are both required on the resource server.
+        headers = {"WWW-Authenticate": f"GNAP as_uri={self.grant_url}"} if status == 401 else {}
+        return HttpError(status, description, body={"error": {"code": code, "description": description}}, headers=headers)
+
+    def _rs_token(self, req: Request) -> tuple[dict, dict]:
+        """The presented token and its grant: a live GNAP token with a valid signature by the grant's client, else 401."""
         auth = req.header("Authorization") or ""
         if not auth.startswith("GNAP "):
-            raise gnap_error(401, "invalid_token", "GNAP access token required")
+            raise self._rs_error(401, "unauthorized", "GNAP access token required")
         token = self.token_by_value(auth[5:])
         if token is None or not self._token_live(token):
-            raise gnap_error(401, "invalid_token", "invalid or expired access token")
-        self._verify(req, self._grant_key(self.grants[token["grant_id"]]))
-        return 200, {"ok": True, "access": copy.deepcopy(self.grants[token["grant_id"]]["access"])}
+            raise self._rs_error(401, "invalid_token", "invalid or expired access token")
+        grant = self.grants[token["grant_id"]]
+        try:
+            self._verify(req, self._grant_key(grant))
+        except HttpError as err:
+            raise self._rs_error(401, "invalid_signature", err.message) from None
+        return token, grant
+
+    def _covering_access(self, grant: dict, kind: str, action: str, wallet_url: str) -> str:
+        """The action the grant allows here ("read" or "read-all", ...), or 403: as Rafiki's RS checks a token's access,
+        the item's type must match, its identifier (when it has one) must be this wallet address, and its actions
+        must include the action (or its -all form for read and list)."""
+        for item in grant["access"]:
+            if item["type"] != kind or (item.get("identifier") and item["identifier"] != wallet_url):
+                continue
+            actions = item.get("actions", [])
+            if action in ("read", "list") and f"{action}-all" in actions:
+                return f"{action}-all"
+            if action in actions:
+                return action
+        raise self._rs_error(403, "insufficient_grant", f"the access token does not allow {kind} {action} on {wallet_url}")
+
+    @staticmethod
+    def _client_of(grant: dict) -> str:
+        return grant["client"] or (grant.get("jwk") or {}).get("kid", "")
+
+    def _rs_wallet(self, wallet_url, where: str) -> dict:
+        if not isinstance(wallet_url, str) or self._wallet_named(wallet_url) is None:
+            raise self._rs_error(400, "invalid_request", f"{where} is not a wallet address of this server")
+        return self._wallet_named(wallet_url)
+
+    def _rs_body(self, req: Request) -> dict:
+        try:
+            body = req.json()
+        except HttpError as err:
+            raise self._rs_error(400, "invalid_request", err.message) from None
+        if not isinstance(body, dict):
+            raise self._rs_error(400, "invalid_request", "request body must be an object")
+        return body
+
+    def _amount(self, value, where: str, wallet: dict | None = None) -> dict:
+        if not (isinstance(value, dict) and set(value) == {"value", "assetCode", "assetScale"}
+                and isinstance(value["value"], str) and value["value"].isdigit() and int(value["value"]) < 2**64
+                and isinstance(value["assetCode"], str) and isinstance(value["assetScale"], int) and 0 <= value["assetScale"] <= 255):
+            raise self._rs_error(400, "invalid_request", f"{where} must be an amount {{value, assetCode, assetScale}}")
+        if wallet is not None and (value["assetCode"], value["assetScale"]) != (wallet["assetCode"], wallet["assetScale"]):
+            raise self._rs_error(400, "invalid_request", f"{where} must use the wallet address's asset")
+        return {"value": value["value"], "assetCode": value["assetCode"], "assetScale": value["assetScale"]}
+
+    @staticmethod
+    def _zero(wallet: dict) -> dict:
+        return {"value": "0", "assetCode": wallet["assetCode"], "assetScale": wallet["assetScale"]}
+
+    def _resource_url(self, kind: str, rid: str) -> str:
+        return f"{self.resource_server}/{kind}/{rid}"
+
+    def _render_incoming(self, payment: dict, methods: bool) -> dict:
+        body = {"id": self._resource_url("incoming-payments", payment["id"]), "walletAddress": payment["wallet"],
+                "completed": payment["completed"], "receivedAmount": dict(payment["received"]),
+                "createdAt": rfc3339(payment["created_at"])}
+        for key, name in (("incoming", "incomingAmount"), ("metadata", "metadata")):
+            if payment.get(key) is not None:
+                body[name] = copy.deepcopy(payment[key])
+        if payment.get("expires_at") is not None:
+            body["expiresAt"] = rfc3339(payment["expires_at"])
+        if methods:
+            body["methods"] = [] if payment["completed"] else [
+                {"type": "ilp", "ilpAddress": f"test.tokenops.{payment['id']}", "sharedSecret": payment["shared_secret"]}]
+        return body
+
+    def _render_quote(self, quote: dict) -> dict:
+        return {"id": self._resource_url("quotes", quote["id"]), "walletAddress": quote["wallet"], "receiver": quote["receiver"],
+                "receiveAmount": dict(quote["receive"]), "debitAmount": dict(quote["debit"]), "method": "ilp",
+                "createdAt": rfc3339(quote["created_at"]), "expiresAt": rfc3339(quote["expires_at"])}
+
+    def _render_outgoing(self, payment: dict, spent: dict | None = None) -> dict:
+        body = {"id": self._resource_url("outgoing-payments", payment["id"]), "walletAddress": payment["wallet"],
+                "failed": False, "receiver": payment["receiver"], "receiveAmount": dict(payment["receive"]),
+                "debitAmount": dict(payment["debit"]), "sentAmount": dict(payment["sent"]),
+                "createdAt": rfc3339(payment["created_at"])}
+        if payment.get("quote_id"):
+            body["quoteId"] = self._resource_url("quotes", payment["quote_id"])
+        if payment.get("metadata") is not None:
+            body["metadata"] = copy.deepcopy(payment["metadata"])
+        if spent is not None:
+            body.update(spent)
+        return body
+
+    def _page(self, req: Request, items: list[dict], render) -> dict:
+        """Cursor pagination (page-info): `first` items after `cursor`, or `last` items before it; default 20."""
+        bounds = {}
+        for name in ("first", "last"):
+            raw = req.arg(name)
+            if raw is None:
+                continue
+            if not raw.isdigit() or not 1 <= int(raw) <= 100:
+                raise self._rs_error(400, "invalid_request", f"{name} must be an integer from 1 to 100")
+            bounds[name] = int(raw)
+        cursor = req.arg("cursor")
+        ids = [item["id"] for item in items]
+        if cursor is not None and cursor not in ids:
+            raise self._rs_error(400, "invalid_request", "unknown cursor")
+        if "last" in bounds and cursor is not None:
+            end = ids.index(cursor)
+            page = items[max(end - bounds["last"], 0):end]
+        else:
+            start = ids.index(cursor) + 1 if cursor is not None else 0
+            page = items[start:start + bounds.get("first", 20)]
+        info = {"hasPreviousPage": bool(page) and ids.index(page[0]["id"]) > 0,
+                "hasNextPage": bool(page) and ids.index(page[-1]["id"]) < len(ids) - 1}
+        if page:
+            info.update(startCursor=page[0]["id"], endCursor=page[-1]["id"])
+        return {"pagination": info, "result": [render(item) for item in page]}
+
+    def _listed(self, req: Request, kind: str, store: dict) -> dict:
+        _token, grant = self._rs_token(req)
+        wallet_url = req.arg("wallet-address")
+        if not wallet_url:
+            raise self._rs_error(400, "invalid_request", "the wallet-address query parameter is required")
+        self._rs_wallet(wallet_url, "wallet-address")
+        action = self._covering_access(grant, kind, "list", wallet_url)
+        mine = self._client_of(grant)
+        items = [p for p in sorted(store.values(), key=lambda p: (p["created_at"], p["seq"]))
+                 if p["wallet"] == wallet_url and (action == "list-all" or p["client"] == mine)]
+        return items
+
+    def _owned(self, req: Request, kind: str, store: dict, action: str = "read") -> tuple[dict, dict]:
+        """The resource named by the path, if the token may `action` it (read: only what its client created)."""
+        _token, grant = self._rs_token(req)
+        item = store.get(req.params["id"])
+        if item is None:
+            raise self._rs_error(404, "not_found", f"{kind} not found")
+        allowed = self._covering_access(grant, kind, action, item["wallet"])
+        if allowed != "read-all" and item["client"] != self._client_of(grant):
+            raise self._rs_error(404, "not_found", f"{kind} not found")    # another client's: not even its existence
+        return item, grant
+
+    def _new_resource(self, grant: dict, wallet_url: str) -> dict:
+        self._rs_seq += 1
+        return {"id": str(uuid.uuid4()), "wallet": wallet_url, "client": self._client_of(grant),
+                "grant_id": grant["id"], "created_at": self.clock.now(), "seq": self._rs_seq}
+
+    # incoming payments
+
+    def _create_incoming(self, req: Request):
+        _token, grant = self._rs_token(req)
+        body = self._rs_body(req)
+        unknown = set(body) - {"walletAddress", "incomingAmount", "expiresAt", "metadata"}
+        if unknown:
+            raise self._rs_error(400, "invalid_request", f"unknown properties {sorted(unknown)}")
+        wallet = self._rs_wallet(body.get("walletAddress"), "walletAddress")
+        self._covering_access(grant, "incoming-payment", "create", body["walletAddress"])
+        payment = self._new_resource(grant, body["walletAddress"])
+        payment.update(completed=False, received=self._zero(wallet), metadata=None, expires_at=None, incoming=None,
+                       shared_secret=self._payment_secret())
+        if "incomingAmount" in body:
+            payment["incoming"] = self._amount(body["incomingAmount"], "incomingAmount", wallet)
+        if "metadata" in body:
+            if not isinstance(body["metadata"], dict):
+                raise self._rs_error(400, "invalid_request", "metadata must be an object")
+            payment["metadata"] = copy.deepcopy(body["metadata"])
+        if "expiresAt" in body:
+            payment["expires_at"] = self._parse_time(body["expiresAt"], "expiresAt")
+        self.incoming[payment["id"]] = payment
+        return 201, self._render_incoming(payment, methods=True)
+
+    def _list_incoming(self, req: Request):
+        items = self._listed(req, "incoming-payment", self.incoming)
+        return 200, self._page(req, items, lambda p: self._render_incoming(p, methods=False))
+
+    def _get_incoming(self, req: Request):
+        if not req.header("Authorization"):
+            # Without a token: the public view (public-incoming-payment), as the spec's optional signature allows.
+            payment = self.incoming.get(req.params["id"])
+            if payment is None:
+                raise self._rs_error(404, "not_found", "incoming-payment not found")
+            return 200, {"receivedAmount": dict(payment["received"]), "authServer": self.grant_url}
+        payment, _grant = self._owned(req, "incoming-payment", self.incoming)
+        return 200, self._render_incoming(payment, methods=True)
+
+    def _complete_incoming(self, req: Request):
+        payment, _grant = self._owned(req, "incoming-payment", self.incoming, action="complete")
+        payment["completed"] = True
+        return 200, self._render_incoming(payment, methods=False)
+
+    # quotes
+
+    def _incoming_at(self, url) -> dict:
+        prefix = self._resource_url("incoming-payments", "")
+        payment = self.incoming.get(url[len(prefix):]) if isinstance(url, str) and url.startswith(prefix) else None
+        if payment is None or payment["completed"]:
+            raise self._rs_error(400, "invalid_receiver", "receiver is not an open incoming payment of this server")
+        return payment
+
+    def _create_quote(self, req: Request):
+        _token, grant = self._rs_token(req)
+        body = self._rs_body(req)
+        unknown = set(body) - {"walletAddress", "receiver", "method", "debitAmount", "receiveAmount"}
+        if unknown or body.get("method") != "ilp" or ("debitAmount" in body and "receiveAmount" in body):
+            raise self._rs_error(400, "invalid_request", "a quote needs walletAddress, receiver, method ilp and at most one amount")
+        wallet = self._rs_wallet(body.get("walletAddress"), "walletAddress")
+        self._covering_access(grant, "quote", "create", body["walletAddress"])
+        receiver = self._incoming_at(body.get("receiver"))
+        receiver_wallet = self._wallet_named(receiver["wallet"])
+        if "debitAmount" in body:
+            debit = self._amount(body["debitAmount"], "debitAmount", wallet)
+            receive = {**self._zero(receiver_wallet), "value": debit["value"]}
+        else:
+            if "receiveAmount" in body:
+                receive = self._amount(body["receiveAmount"], "receiveAmount", receiver_wallet)
+            elif receiver.get("incoming"):
+                left = int(receiver["incoming"]["value"]) - int(receiver["received"]["value"])
+                receive = {**self._zero(receiver_wallet), "value": str(max(left, 0))}
+            else:
+                raise self._rs_error(400, "invalid_request", "No amount was provided and no amount could be inferred from the receiver")
+            debit = {**self._zero(wallet), "value": receive["value"]}     # one to one: the simulator quotes no fees
+        quote = self._new_resource(grant, body["walletAddress"])
+        quote.update(receiver=body["receiver"], debit=debit, receive=receive, expires_at=self.clock.now() + QUOTE_LIFESPAN)
+        self.quotes[quote["id"]] = quote
+        return 201, self._render_quote(quote)
+
+    def _get_quote(self, req: Request):
+        quote, _grant = self._owned(req, "quote", self.quotes)
+        return 200, self._render_quote(quote)
+
+    # outgoing payments
+
+    def _create_outgoing(self, req: Request):
+        _token, grant = self._rs_token(req)
+        body = self._rs_body(req)
+        wallet_url = body.get("walletAddress")
+        by_quote = set(body) <= {"walletAddress", "quoteId", "metadata"} and "quoteId" in body
+        direct = set(body) <= {"walletAddress", "incomingPayment", "debitAmount", "metadata"} and "incomingPayment" in body \
+            and "debitAmount" in body
+        if not (by_quote or direct):
+            raise self._rs_error(400, "invalid_request", "give quoteId, or incomingPayment and debitAmount")
+        wallet = self._rs_wallet(wallet_url, "walletAddress")
+        self._covering_access(grant, "outgoing-payment", "create", wallet_url)
+        if by_quote:
+            prefix = self._resource_url("quotes", "")
+            quote_id = body["quoteId"][len(prefix):] if isinstance(body["quoteId"], str) and body["quoteId"].startswith(prefix) else None
+            quote = self.quotes.get(quote_id)
+            if quote is None or quote["wallet"] != wallet_url or self.clock.now() >= quote["expires_at"] or quote.get("used"):
+                raise self._rs_error(400, "invalid_quote", "quoteId is not a live quote of this wallet address")
+            receiver, debit, receive = quote["receiver"], dict(quote["debit"]), dict(quote["receive"])
+        else:
+            receiver_payment = self._incoming_at(body["incomingPayment"])
+            debit = self._amount(body["debitAmount"], "debitAmount", wallet)
+            receiver, receive = body["incomingPayment"], {**self._zero(self._wallet_named(receiver_payment["wallet"])), "value": debit["value"]}
+            quote_id = None
+        spent = self._check_limits(grant, wallet_url, receiver, debit, receive)
+        payment = self._new_resource(grant, wallet_url)
+        payment.update(receiver=receiver, debit=debit, receive=receive, sent=dict(debit), quote_id=quote_id,
+                       metadata=copy.deepcopy(body.get("metadata")) if isinstance(body.get("metadata"), dict) else None)
+        if quote_id:
+            self.quotes[quote_id]["used"] = True
+        # Paid at once: the receiver's incoming payment receives the amount.
+        target = self._incoming_at(receiver)
+        target["received"]["value"] = str(int(target["received"]["value"]) + int(receive["value"]))
+        if target.get("incoming") and int(target["received"]["value"]) >= int(target["incoming"]["value"]):
+            target["completed"] = True
+        self.outgoing[payment["id"]] = payment
+        return 201, self._render_outgoing(payment, spent)
+
+    def _check_limits(self, grant: dict, wallet_url: str, receiver: str, debit: dict, receive: dict) -> dict:
+        """The grant's outgoing-payment limits (receiver, debitAmount, receiveAmount) over all its payments; 403 beyond."""
+        item = next(i for i in grant["access"] if i["type"] == "outgoing-payment"
+                    and (not i.get("identifier") or i["identifier"] == wallet_url))
+        limits = item.get("limits") or {}
+        if limits.get("receiver") and limits["receiver"] != receiver:
+            raise self._rs_error(403, "insufficient_grant", "the grant limits the receiver")
+        earlier = [p for p in self.outgoing.values() if p["grant_id"] == grant["id"]]
+        spent_debit = sum(int(p["debit"]["value"]) for p in earlier) + int(debit["value"])
+        spent_receive = sum(int(p["receive"]["value"]) for p in earlier) + int(receive["value"])
+        for name, spent in (("debitAmount", spent_debit), ("receiveAmount", spent_receive)):
+            if limits.get(name) and spent > int(limits[name]["value"]):
+                raise self._rs_error(403, "insufficient_grant", f"the payment exceeds the grant's {name} limit")
+        return {"grantSpentDebitAmount": {**debit, "value": str(spent_debit)},
+                "grantSpentReceiveAmount": {**receive, "value": str(spent_receive)}}
+
+    def _list_outgoing(self, req: Request):
+        items = self._listed(req, "outgoing-payment", self.outgoing)
+        return 200, self._page(req, items, self._render_outgoing)
+
+    def _get_outgoing(self, req: Request):
+        payment, _grant = self._owned(req, "outgoing-payment", self.outgoing)
+        return 200, self._render_outgoing(payment)
+
+    def _payment_secret(self) -> str:
+        # The STREAM shared secret of an incoming payment's ilp method: a secret, so a canary like every other.
+        value = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        self.issued.add(value)
+        return value
+
+    def _parse_time(self, text, where: str) -> float:
+        try:
+            moment = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        except ValueError:
+            raise self._rs_error(400, "invalid_request", f"{where} must be a date-time") from None
+        if moment.tzinfo is None:
+            raise self._rs_error(400, "invalid_request", f"{where} must carry a time zone")
+        return moment.timestamp()
+
+    def not_found(self, req: Request):
+        if req.path.startswith("/rs/") or req.path == "/rs":
+            return 404, {"error": {"code": "not_found", "description": f"no resource at {req.path}"}}, {}
+        return super().not_found(req)
 
 
 def demo_client(sim: OpenPaymentsSimulator, key_id: str = "tokenops-demo-key") -> dict:

@@ -29,12 +29,24 @@ Every behaviour the documentation leaves open (1.10 and the [INF]/[UNK] notes) i
     password_change_kills_sessions    whether changing a user's password ends its tokens (not documented)
     platform_extra_fields             whether the platform's token response carries refresh_token, id_token,
                                       session_expires_in as the Go SDK models them (1.3)
+    mislabelled_form_body             "refuse" | "form": what /oauth2/token does with a form-encoded body sent with
+                                      Content-Type: application/json, as the vendor's PowerShell sample on the
+                                      refresh-token page does (1.2: unknown)
+
+A minimal secrets API sits behind the same token checks, so the people who use a token can be simulated too
+(python-tss-sdk, community.general.tss): secrets by id and by path (`secretPath`), one field's value, search
+(`/secrets`, `/secrets/search-total`), folders by id and by path (`folderPath`) and the folder lookup, with the
+field and template names of the 11.7 REST API (SecretModel, RestSecretItem, PagingOf...). Seed them with
+add_folder() and add_secret(). Every /api/v1 path but healthcheck checks the token first: an unknown route
+answers auth_fail_status before 404, as every operation of the vendor's OpenAPI lists 403.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime
 import hmac
+import json
 import secrets
 import urllib.parse
 import uuid
@@ -60,6 +72,18 @@ VERSION = "11.7.000002"
 REFRESH_GRACE_S = 900          # refresh-token TTL = APISessionTimeout + 15 minutes (1.5)
 PLATFORM_TOKEN_TTL_S = 3600    # 1.9.8
 
+# Secret templates of a fresh install (name, field id base, fields as (fieldName, slug, kind)); the slug is the
+# lower-case field name with dashes, as the API describes it.
+PASSWORD_TEMPLATE = 2
+SECRET_TEMPLATES = {
+    PASSWORD_TEMPLATE: {"name": "Password", "field_ids": 7, "fields": (
+        ("Resource", "resource", "text"), ("Username", "username", "text"), ("Password", "password", "password"),
+        ("Notes", "notes", "notes"))},
+    6003: {"name": "Windows Account", "field_ids": 108, "fields": (
+        ("Machine", "machine", "text"), ("Username", "username", "text"), ("Password", "password", "password"),
+        ("Notes", "notes", "notes"))},
+}
+
 SWITCH_DEFAULTS = {
     "auth_fail_status": 403,
     "refresh_revokes_previous_access": False,
@@ -77,6 +101,7 @@ SWITCH_DEFAULTS = {
     "healthcheck_keys": "both",
     "password_change_kills_sessions": False,
     "platform_extra_fields": False,
+    "mislabelled_form_body": "refuse",
 }
 _SWITCH_CHOICES = {
     "auth_fail_status": (401, 403),
@@ -85,6 +110,7 @@ _SWITCH_CHOICES = {
     "token_type": ("bearer", "Bearer"),
     "version_shape": ("both", "flat", "model"),
     "healthcheck_keys": ("both", "lower", "upper"),
+    "mislabelled_form_body": ("refuse", "form"),
 }
 
 
@@ -114,6 +140,8 @@ class SecretServerSimulator(SimServer):
         self.access: dict[str, dict] = {}            # access token -> session facts
         self.refresh: dict[str, dict] = {}           # refresh token -> chain facts
         self.grants: list[dict] = []                 # every /oauth2/token answer, without secrets
+        self.folders: dict[int, dict] = {}           # folder id -> {id, name, parent}
+        self.secrets: dict[int, dict] = {}           # secret id -> {id, name, folder, template, values}
         self.platform = PlatformSimulator(self, tls=tls, tls_dir=tls_dir) if platform else None
 
         base = self.base_path
@@ -122,6 +150,12 @@ class SecretServerSimulator(SimServer):
         self.route("GET", rf"^{base}/api/v1/version$", self._version)
         self.route("GET", rf"^{base}/api/v1/users/current$", self._current_user)
         self.route("POST", rf"^{base}/api/v1/oauth-expiration$", self._expire)
+        self.route("GET", rf"^{base}/api/v1/secrets$", self._search_secrets)
+        self.route("GET", rf"^{base}/api/v1/secrets/search-total$", self._search_total)
+        self.route("GET", rf"^{base}/api/v1/secrets/(?P<id>-?\d+)$", self._get_secret)
+        self.route("GET", rf"^{base}/api/v1/secrets/(?P<id>-?\d+)/fields/(?P<slug>[^/]+)$", self._get_field)
+        self.route("GET", rf"^{base}/api/v1/folders/lookup$", self._lookup_folders)
+        self.route("GET", rf"^{base}/api/v1/folders/(?P<id>-?\d+)$", self._get_folder)
 
     # ---- lifecycle: the platform host starts and stops with the server -------------------------
 
@@ -200,9 +234,16 @@ class SecretServerSimulator(SimServer):
         if content_type == "application/x-www-form-urlencoded":
             fields = urllib.parse.parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True)
             return {k: v[0] for k, v in fields.items()}
-        if content_type == "application/json" and self.accept_json_body:
-            body = req.json()
-            if isinstance(body, dict):
+        if content_type == "application/json":
+            try:
+                body = json.loads(req.body) if req.body.strip() else None
+            except (ValueError, UnicodeDecodeError):
+                body = None
+                if self.mislabelled_form_body == "form":
+                    # The body is read as a form whatever the label says (PowerShell's Invoke-RestMethod sample).
+                    fields = urllib.parse.parse_qs(req.body.decode("utf-8", "replace"), keep_blank_values=True)
+                    return {k: v[0] for k, v in fields.items()}
+            if isinstance(body, dict) and self.accept_json_body:
                 return {k: str(v) for k, v in body.items() if v is not None}
         raise self._token_error("content_type", None, "unknown")
 
@@ -338,6 +379,232 @@ class SecretServerSimulator(SimServer):
                     rt["alive"] = False
         return 200, True, {}
 
+    # ---- /api/v1: unknown routes check the token first ------------------------------------------
+
+    def _api_path(self, req: Request) -> bool:
+        prefix = f"{self.base_path}/api/v1/"
+        return req.path.startswith(prefix) and req.path != f"{prefix}healthcheck"
+
+    def not_found(self, req: Request):
+        if self._api_path(req):
+            self._session(req)   # a dead token answers auth_fail_status, not 404: the route is not looked up first
+        return 404, {"message": f"No HTTP resource was found that matches the request URI '{req.path}'."}, {}
+
+    def method_not_allowed(self, req: Request, allowed: list[str]):
+        if self._api_path(req):
+            self._session(req)
+        return 405, {"message": f"The requested resource does not support http method '{req.method}'."}, {"Allow": ", ".join(allowed)}
+
+    # ---- /api/v1/secrets and /api/v1/folders -------------------------------------------------
+
+    def _access_denied(self) -> HttpError:
+        # Secret Server does not tell a missing secret from one the user may not see [INF]: 400 API_AccessDenied.
+        return HttpError(400, "Access Denied", body={"errorCode": "API_AccessDenied", "message": "Access Denied"})
+
+    @staticmethod
+    def _int_arg(req: Request, name: str, default: int | None = None) -> int | None:
+        value = req.arg(name)
+        if value in (None, ""):
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise HttpError(400, f"The value '{value}' is not valid for {name}.",
+                            body={"message": "The request is invalid.", "messageDetail": f"{name} must be an integer",
+                                  "errorCode": "API_InvalidRequest", "modelState": {name: [f"The value '{value}' is not valid."]}}) from None
+
+    @staticmethod
+    def _bool_arg(req: Request, name: str) -> bool:
+        return (req.arg(name) or "").lower() == "true"
+
+    def folder_path(self, folder_id: int | None) -> str:
+        """`\\Parent\\Child` as the API writes it; "\\" for the root (-1 or None)."""
+        names = []
+        while folder_id not in (None, -1) and folder_id in self.folders:
+            names.append(self.folders[folder_id]["name"])
+            folder_id = self.folders[folder_id]["parent"]
+        return "\\" + "\\".join(reversed(names))
+
+    @staticmethod
+    def _path_key(path: str) -> str:
+        # Paths are compared as the SDK sends them: one leading backslash, either slash, case-insensitive.
+        return "\\" + "\\".join(part for part in path.replace("/", "\\").split("\\") if part).lower()
+
+    def _secret_by_id_or_path(self, req: Request) -> dict:
+        secret_id = int(req.params["id"])
+        if secret_id == 0 and req.arg("secretPath"):
+            wanted = self._path_key(req.arg("secretPath"))
+            found = [s for s in self.secrets.values()
+                     if self._path_key(self.folder_path(s["folder"]) + "\\" + s["name"]) == wanted]
+            if not found:
+                raise self._access_denied()
+            return found[0]
+        secret = self.secrets.get(secret_id)
+        if secret is None or not secret["active"]:
+            raise self._access_denied()
+        return secret
+
+    @staticmethod
+    def _clock_text(epoch: float) -> str:
+        # The server's local time without an offset, as Secret Server writes its DateTimes (python-tss-sdk parses
+        # lastHeartBeatCheck with "%Y-%m-%dT%H:%M:%S").
+        return datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+    def _render_secret(self, secret: dict) -> dict:
+        """SecretModel with its RestSecretItem list."""
+        template = SECRET_TEMPLATES[secret["template"]]
+        items = []
+        for index, (field_name, slug, kind) in enumerate(template["fields"]):
+            items.append({"itemId": secret["id"] * 100 + index + 1, "fieldId": template["field_ids"] + index,
+                          "fileAttachmentId": None, "fieldName": field_name, "slug": slug,
+                          "fieldDescription": f"The {field_name.lower()} of the secret.", "filename": None,
+                          "itemValue": secret["values"].get(slug, ""), "isFile": False, "isNotes": kind == "notes",
+                          "isPassword": kind == "password", "isList": False, "listType": "None"})
+        changed = self._clock_text(secret["created"])
+        return {
+            "id": secret["id"], "name": secret["name"], "secretTemplateId": secret["template"],
+            "secretTemplateName": template["name"], "folderId": secret["folder"], "siteId": 1, "active": secret["active"],
+            "items": items, "launcherConnectAsSecretId": -1, "checkOutMinutesRemaining": 0, "checkedOut": False,
+            "checkOutUserDisplayName": "", "checkOutUserId": -1, "isRestricted": False, "isOutOfSync": False,
+            "outOfSyncReason": "", "autoChangeEnabled": False, "autoChangeNextPassword": None,
+            "requiresApprovalForAccess": False, "requiresComment": False, "checkOutEnabled": False,
+            "checkOutIntervalMinutes": -1, "checkOutChangePasswordEnabled": False, "accessRequestWorkflowMapId": -1,
+            "proxyEnabled": False, "sessionRecordingEnabled": False, "restrictSshCommands": False, "jumpboxRouteId": None,
+            "allowOwnersUnrestrictedSshCommands": False, "isDoubleLock": False, "doubleLockId": -1,
+            "enableInheritPermissions": True, "passwordTypeWebScriptId": -1, "enableInheritSecretPolicy": True,
+            "secretPolicyId": -1, "lastHeartBeatStatus": "Pending", "lastHeartBeatCheck": changed,
+            "failedPasswordChangeAttempts": 0, "lastPasswordChangeAttempt": changed, "responseCodes": [],
+            "webLauncherRequiresIncognitoMode": False,
+        }
+
+    def _render_summary(self, secret: dict) -> dict:
+        """SecretSummary, a record of the search."""
+        return {"id": secret["id"], "name": secret["name"], "secretTemplateId": secret["template"],
+                "secretTemplateName": SECRET_TEMPLATES[secret["template"]]["name"], "folderId": secret["folder"],
+                "folderPath": self.folder_path(secret["folder"]), "siteId": 1, "active": secret["active"],
+                "checkedOut": False, "isRestricted": False, "isOutOfSync": False, "outOfSyncReason": "",
+                "lastHeartBeatStatus": "Pending", "lastPasswordChangeAttempt": None, "responseCodes": [],
+                "lastAccessed": None, "extendedFields": None, "checkOutEnabled": False, "autoChangeEnabled": False,
+                "doubleLockEnabled": False, "requiresApproval": False, "requiresComment": False,
+                "inheritsPermissions": True, "hidePassword": False, "createDate": self._clock_text(secret["created"]),
+                "daysUntilExpiration": None, "hasLauncher": False, "checkOutUserId": -1, "checkOutUserName": ""}
+
+    @staticmethod
+    def _page(records: list, skip: int, take: int, total: int) -> dict:
+        """The PagingOf... envelope every list of the API shares."""
+        return {"records": records, "total": total, "skip": skip, "take": take, "hasNext": skip + len(records) < total,
+                "hasPrev": skip > 0, "nextSkip": skip + len(records), "prevSkip": max(skip - take, 0),
+                "pageCount": (total + take - 1) // take if take else 0, "currentPage": skip // take if take else 0,
+                "batchCount": (total + take - 1) // take if take else 0, "sortBy": [], "success": True, "severity": "None"}
+
+    def _matching_secrets(self, req: Request) -> list[dict]:
+        text = (req.arg("filter.searchText") or "").lower()
+        folder = self._int_arg(req, "filter.folderId")
+        include_sub = self._bool_arg(req, "filter.includeSubFolders")
+        include_inactive = self._bool_arg(req, "filter.includeInactive")
+        template = self._int_arg(req, "filter.secretTemplateId")
+
+        def in_folder(folder_id):
+            if folder is None:
+                return True
+            while folder_id not in (None, -1):
+                if folder_id == folder:
+                    return True
+                if not include_sub:
+                    return False
+                folder_id = self.folders.get(folder_id, {}).get("parent")
+            return False
+
+        return [s for _sid, s in sorted(self.secrets.items())
+                if (s["active"] or include_inactive) and in_folder(s["folder"]) and (template is None or s["template"] == template)
+                and (not text or text in s["name"].lower())]
+
+    def _search_secrets(self, req: Request):
+        self._session(req)
+        found = self._matching_secrets(req)
+        skip, take = self._int_arg(req, "skip", 0), self._int_arg(req, "take", 10)
+        return 200, self._page([self._render_summary(s) for s in found[skip:skip + take]], skip, take, len(found)), {}
+
+    def _search_total(self, req: Request):
+        self._session(req)
+        return 200, len(self._matching_secrets(req)), {}
+
+    def _get_secret(self, req: Request):
+        self._session(req)
+        return 200, self._render_secret(self._secret_by_id_or_path(req)), {}
+
+    def _get_field(self, req: Request):
+        self._session(req)
+        secret = self._secret_by_id_or_path(req)
+        slugs = [slug for _name, slug, _kind in SECRET_TEMPLATES[secret["template"]]["fields"]]
+        if req.params["slug"] not in slugs:
+            raise HttpError(400, "Field not found", body={"errorCode": "API_FieldNotFound", "message": "Field not found"})
+        return 200, secret["values"].get(req.params["slug"], ""), {}
+
+    def _render_folder(self, folder_id: int, children: bool) -> dict:
+        folder = self.folders[folder_id]
+        body = {"id": folder_id, "folderName": folder["name"], "folderPath": self.folder_path(folder_id),
+                "parentFolderId": folder["parent"], "folderTypeId": 1, "secretPolicyId": -1, "inheritSecretPolicy": True,
+                "inheritPermissions": True, "childFolders": None, "secretTemplates": None}
+        if children:
+            body["childFolders"] = [self._render_folder(fid, True) for fid in sorted(self.folders) if self.folders[fid]["parent"] == folder_id]
+            body["secretTemplates"] = [{"id": tid, "name": t["name"]} for tid, t in sorted(SECRET_TEMPLATES.items())]
+        return body
+
+    def _get_folder(self, req: Request):
+        self._session(req)
+        folder_id = int(req.params["id"])
+        if folder_id == 0 and req.arg("folderPath"):
+            wanted = self._path_key(req.arg("folderPath"))
+            folder_id = next((fid for fid in self.folders if self._path_key(self.folder_path(fid)) == wanted), None)
+        if folder_id not in self.folders:
+            raise self._access_denied()
+        return 200, self._render_folder(folder_id, self._bool_arg(req, "getAllChildren")), {}
+
+    def _lookup_folders(self, req: Request):
+        """PagingOfFolderLookup: {id, value} records."""
+        self._session(req)
+        text = (req.arg("filter.searchText") or "").lower()
+        parent = self._int_arg(req, "filter.parentFolderId")
+        direct = self._bool_arg(req, "filter.limitToDirectDescendents")
+
+        def under(folder_id):
+            current = self.folders[folder_id]["parent"]
+            if parent is None:
+                return True
+            if direct:
+                return current == parent
+            while current not in (None, -1):
+                if current == parent:
+                    return True
+                current = self.folders.get(current, {}).get("parent")
+            return False
+
+        found = [fid for fid in sorted(self.folders) if under(fid) and (not text or text in self.folders[fid]["name"].lower())]
+        skip, take = self._int_arg(req, "skip", 0), self._int_arg(req, "take", 10)
+        records = [{"id": fid, "value": self.folders[fid]["name"]} for fid in found[skip:skip + take]]
+        return 200, self._page(records, skip, take, len(found)), {}
+
+    def add_folder(self, name: str, parent: int = -1) -> int:
+        """A folder (under the root, -1, unless `parent`); returns its id."""
+        with self.lock:
+            folder_id = max(list(self.folders) + [0]) + 1
+            self.folders[folder_id] = {"name": name, "parent": parent}
+        self.save_state()
+        return folder_id
+
+    def add_secret(self, name: str, folder: int = -1, template: int = PASSWORD_TEMPLATE, **values) -> int:
+        """A secret of a template in SECRET_TEMPLATES; `values` by field slug (username=..., password=...)."""
+        slugs = {slug for _name, slug, _kind in SECRET_TEMPLATES[template]["fields"]}
+        if set(values) - slugs:
+            raise ValueError(f"template {template} has no fields {sorted(set(values) - slugs)}")
+        with self.lock:
+            secret_id = max(list(self.secrets) + [0]) + 1
+            self.secrets[secret_id] = {"id": secret_id, "name": name, "folder": folder, "template": template,
+                                       "values": dict(values), "active": True, "created": self.clock.now()}
+        self.save_state()
+        return secret_id
+
     # ---- test helpers (not HTTP) ------------------------------------------------------------
 
     def token_works(self, token: str | None) -> bool:
@@ -367,7 +634,8 @@ class SecretServerSimulator(SimServer):
     # ---- persistence ------------------------------------------------------------------------
 
     def dump_state(self) -> dict:
-        state = {"users": self.users, "access": self.access, "refresh": self.refresh, "grants": self.grants[-1000:]}
+        state = {"users": self.users, "access": self.access, "refresh": self.refresh, "grants": self.grants[-1000:],
+                 "folders": {str(k): v for k, v in self.folders.items()}, "secrets": {str(k): v for k, v in self.secrets.items()}}
         if self.platform is not None:
             state["service_users"] = self.platform.service_users
         return copy.deepcopy(state)
@@ -377,6 +645,8 @@ class SecretServerSimulator(SimServer):
         self.access = copy.deepcopy(state.get("access", {}))
         self.refresh = copy.deepcopy(state.get("refresh", {}))
         self.grants = copy.deepcopy(state.get("grants", []))
+        self.folders = {int(k): copy.deepcopy(v) for k, v in state.get("folders", {}).items()}
+        self.secrets = {int(k): copy.deepcopy(v) for k, v in state.get("secrets", {}).items()}
         if self.platform is not None:
             self.platform.service_users = copy.deepcopy(state.get("service_users", {}))
 

@@ -229,6 +229,7 @@ ALTERNATIVE_SWITCHES = {
     "update_result": "empty",
     "max_ttl_seconds": 86400 * 30,
     "ttl_update_resets_expires": True,
+    "path_refusal_status": 401,
 }
 
 
@@ -253,6 +254,8 @@ def test_every_response_matches_the_openapi_spec(spec, make_sim, http, clock, sw
     spec.check(das.get("/v1/tokens/missing", admin), "GET", token, 404)
     spec.check(das.get("/v1/tokens", "not-a-secret"), "GET", tokens, 401)
     spec.check(das.get("/v1/tokens", nobody), "GET", tokens, 403)
+    systems_only = sim.seed_token("systems-only", roles=[ADMIN], allow_path_patterns=["^/v1/systems/.*"])
+    spec.check(das.get("/v1/tokens", systems_only), "GET", tokens, switches.get("path_refusal_status", 403))
     spec.check(das.get("/v1/systems/s1", admin), "GET", system, 200)
     spec.check(das.get("/v1/systems/unknown", admin), "GET", system, 404)
     spec.check(das.get("/v2/authz/roles", admin), "GET", "/v2/authz/roles", 200)
@@ -262,7 +265,7 @@ def test_every_response_matches_the_openapi_spec(spec, make_sim, http, clock, sw
                    "subjects": [{"kind": "token", "id": "systems/s1/app"}]}
     created = spec.check(das.post(bindings, admin, json=new_binding), "POST", bindings, 200)["rolebinding"]
     rb_id = created["id"]
-    spec.check(das.post(bindings, admin, json=new_binding, headers={"If-None-Match": "*"}), "POST", bindings, 409)
+    spec.check(das.post(bindings, admin, json={**new_binding, "id": rb_id}, headers={"If-None-Match": "*"}), "POST", bindings, 409)
     spec.check(das.post(bindings, admin, json={**new_binding, "role_id": "NoSuchRole"}), "POST", bindings, 400, strict=False)
     spec.check(das.post(bindings, admin, json={**new_binding, "id": "no-such-binding"}), "POST", bindings, 404)
     spec.check(das.post(bindings, admin, json={**new_binding, "id": rb_id}), "POST", bindings, 200)
@@ -533,7 +536,7 @@ def test_system_roles_read_only_their_system(sim, das, admin):
 
 
 def test_a_new_binding_grants_rights_and_removing_the_subject_revokes_them(sim, das, admin):
-    secret = das.put("/v1/tokens/app", admin, json=FULL_BODY).json()["result"]
+    secret = das.put("/v1/tokens/app", admin, json={**FULL_BODY, "allow_path_patterns": ["^/v1/tokens"]}).json()["result"]
     assert das.get("/v1/tokens", secret).status_code == 403
     # Workspace bindings: the resource id is undocumented, so any id is accepted.
     binding = {"resource_filter": {"kind": "workspace", "id": "my-tenant"}, "role_id": "WorkspaceViewer", "subjects": [{"kind": "token", "id": "app"}]}
@@ -663,6 +666,52 @@ def test_switch_ttl_update_resets_expires(make_sim, http, clock, resets):
     assert sim.token("app")["expires"] == (START + 100 + 48 * 3600 if resets else START + 24 * 3600)
 
 
+@pytest.mark.parametrize("status", [403, 401])
+def test_allow_path_patterns_are_enforced(make_sim, http, status):
+    """A token may only call paths one of its patterns matches (a search: "^/data/foo" allows every path below it)."""
+    sim = make_sim(**({} if status == 403 else {"path_refusal_status": status}))
+    das = client_for(sim, http)
+    limited = sim.seed_token("systems/s1/app", roles=[ADMIN], allow_path_patterns=["^/v1/systems/.*"])
+    assert das.get("/v1/systems/s1", limited).status_code == 200
+    refused = das.get("/v1/tokens", limited)
+    assert refused.status_code == status and set(refused.json()) == {"code", "message", "request_id"}
+    assert das.put("/v1/tokens/other", limited, json=FULL_BODY).status_code == status
+    assert sim.token("other") is None
+    assert das.get("/v1/tokens", "not-a-secret").status_code == 401      # a dead secret stays 401 under either setting
+
+
+@pytest.mark.parametrize("patterns, path, allowed", [
+    ([], "/v1/tokens", True),                           # an empty list allows every path (das.md 1.4.5)
+    ([".*"], "/v1/tokens", True),
+    (["v1/tokens/.*"], "/v1/tokens/app", True),         # unanchored: matches anywhere in the path
+    (["^/v1/tokens/app$"], "/v1/tokens/app", True),
+    (["^/v1/tokens/app$"], "/v1/tokens/application", False),
+    (["^/v1/data/.*", "^/v1/tokens$"], "/v1/tokens", True),
+    (["^/data/foo"], "/v1/tokens", False),
+])
+def test_allow_path_pattern_matching(make_sim, http, patterns, path, allowed):
+    sim = make_sim()
+    das = client_for(sim, http)
+    sim.seed_token("app")
+    token = sim.seed_token("reader", roles=[ADMIN], allow_path_patterns=patterns)
+    assert (das.get(path, token).status_code != 403) is allowed
+
+
+def test_a_token_limited_to_its_own_path_rotates_itself_but_reads_nothing_else(make_sim, http):
+    sim = make_sim()
+    das = client_for(sim, http)
+    refresher = sim.seed_token("refresher", roles=[REFRESHER], allow_path_patterns=["^/v1/tokens/refresher$"])
+    sim.seed_token("app")
+    assert das.put("/v1/tokens/app", refresher, json={"regenerate": True}).status_code == 403
+    new = das.put("/v1/tokens/refresher", refresher, json={"regenerate": True}).json()["result"]
+    assert sim.secret_works(new)
+
+
+def test_an_invalid_pattern_is_refused(sim, das, admin):
+    response = das.put("/v1/tokens/app", admin, json={**FULL_BODY, "allow_path_patterns": ["^/v1/(unclosed"]})
+    assert response.status_code == 400 and sim.token("app") is None
+
+
 def test_unknown_or_invalid_switches_are_refused():
     with pytest.raises(TypeError):
         DasSimulator(partial_puts="keep")
@@ -679,10 +728,7 @@ def _binding(role="SystemOPA", kind="system", rid="s1", subjects=({"kind": "toke
 def test_rolebinding_post_creates_updates_replaces_and_conflicts(das, admin):
     url = "/v2/authz/rolebindings"
     first = das.post(url, admin, json=_binding()).json()["rolebinding"]
-    # Same resource and role without id: the existing binding is updated, not duplicated.
-    second = das.post(url, admin, json=_binding(subjects=[{"kind": "user", "id": "bob"}])).json()["rolebinding"]
-    assert second["id"] == first["id"] and second["subjects"] == [{"kind": "user", "id": "bob"}]
-    assert das.post(url, admin, json=_binding(), headers={"If-None-Match": "*"}).status_code == 409
+    assert das.post(url, admin, json=_binding(id=first["id"]), headers={"If-None-Match": "*"}).status_code == 409
     replaced = das.post(url, admin, json=_binding(role="SystemViewer", rid="s2", id=first["id"])).json()["rolebinding"]
     assert replaced["id"] == first["id"] and replaced["role_id"] == "SystemViewer" and replaced["resource_filter"]["id"] == "s2"
     assert len(das.get(url, admin).json()["rolebindings"]) == 2   # admin's own binding plus this one
@@ -692,6 +738,21 @@ def test_rolebinding_post_creates_updates_replaces_and_conflicts(das, admin):
     assert das.post(url, admin, json={"role_id": "SystemOPA", "subjects": []}).status_code == 400
     bad = das.post(url, admin, json=_binding(subjects=[{"kind": "token"}]))
     assert bad.status_code == 400 and bad.json()["code"] == "bad_request" and "rolebinding" in bad.json()
+
+
+@pytest.mark.parametrize("create_only", [False, True])
+def test_rolebinding_post_without_id_creates_a_new_binding_beside_one_of_the_same_role(sim, das, admin, create_only):
+    """The spec: "id: if present, implies updating existing rolebinding in its entirety, otherwise create new"."""
+    url = "/v2/authz/rolebindings"
+    headers = {"If-None-Match": "*"} if create_only else {}
+    first = das.post(url, admin, json=_binding(), headers=headers).json()["rolebinding"]
+    second = das.post(url, admin, json=_binding(subjects=[{"kind": "user", "id": "bob"}]), headers=headers)
+    assert second.status_code == 200, second.text
+    second = second.json()["rolebinding"]
+    assert second["id"] != first["id"]
+    stored = {b["id"]: b["subjects"] for b in das.get(url + "?role_id=SystemOPA", admin).json()["rolebindings"]}
+    assert stored == {first["id"]: [{"kind": "token", "id": "systems/s1/opa"}], second["id"]: [{"kind": "user", "id": "bob"}]}
+    assert sim.bindings_for("systems/s1/opa") == [("SystemOPA", "system", "s1")]   # the first subject keeps its right
 
 
 def test_rolebinding_filters_or_within_a_parameter_and_across_subjects(sim, das, admin):
@@ -868,7 +929,7 @@ def test_state_survives_a_restart(tmp_path, clock, http):
     first.start()
     try:
         admin = first.seed_token("admin", roles=[ADMIN])
-        created = client_for(first, http).put("/v1/tokens/app", admin, json=FULL_BODY).json()["result"]
+        created = client_for(first, http).put("/v1/tokens/app", admin, json={**FULL_BODY, "allow_path_patterns": []}).json()["result"]
         client_for(first, http).post("/v2/authz/rolebindings", admin, json=_binding(role="WorkspaceViewer", kind="workspace", rid="*",
                                                                                     subjects=[{"kind": "token", "id": "app"}]))
     finally:

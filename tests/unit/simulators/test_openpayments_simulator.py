@@ -106,7 +106,7 @@ class Spec:
         import yaml
         from referencing import Registry, Resource
         from referencing.jsonschema import DRAFT202012
-        self.document = yaml.safe_load(path.read_text())
+        self.document = _drop_ref_siblings(yaml.safe_load(path.read_text()))
         self.uri = "urn:" + path.name
         self.registry = Registry().with_resource(self.uri, Resource.from_contents(self.document, default_specification=DRAFT202012))
 
@@ -114,18 +114,38 @@ class Spec:
         from jsonschema import Draft202012Validator
         declared = self.document["paths"][template][method.lower()]["responses"]
         assert str(response.status_code) in declared, f"{method} {template} answered {response.status_code}, not declared"
-        content = declared[str(response.status_code)].get("content")
+        pointer = "#/paths/" + _pointer(template) + "/" + method.lower() + "/responses/" + str(response.status_code)
+        answer = declared[str(response.status_code)]
+        if "$ref" in answer:      # a shared answer: components/responses/401 ...
+            pointer = answer["$ref"]
+            answer = self.document
+            for part in pointer.lstrip("#/").split("/"):
+                answer = answer[part]
+        content = answer.get("content")
         if content is None:
             assert not response.content
             return None
         schema = dict(content["application/json"]["schema"])
         body = response.json()
-        validator = Draft202012Validator({"$ref": self.uri + "#/paths/" + _pointer(template) + "/" + method.lower() + "/responses/"
-                                          + str(response.status_code) + "/content/application~1json/schema"},
-                                         registry=self.registry)
+        validator = Draft202012Validator({"$ref": self.uri + pointer + "/content/application~1json/schema"}, registry=self.registry)
         problems = [e.message for e in validator.iter_errors(body)]
         assert schema and not problems, (template, method, response.status_code, problems)
         return body
+
+
+def _drop_ref_siblings(node):
+    """`{$ref: X, additionalProperties: false}` (the resource server's list items and complete response) means "X,
+    closed" to its authors, but read as JSON Schema 2020-12 it forbids every property, since the sibling has no
+    `properties` of its own. X's own schema decides, as in the SDK's validation."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            node.pop("additionalProperties", None)
+        for value in node.values():
+            _drop_ref_siblings(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_ref_siblings(value)
+    return node
 
 
 def _pointer(template):
@@ -180,9 +200,10 @@ def test_every_grant_flow_answer_matches_the_spec(sim, op, auth_spec):
 def test_non_interactive_grant_token_works_at_the_resource_server(sim, op):
     grant = op.call("POST", sim.grant_url, incoming(sim)).json()
     token = grant["access_token"]["value"]
-    assert op.call("GET", sim.base_url + "/rs/incoming-payments", token=token).status_code == 200
-    assert op.call("GET", sim.base_url + "/rs/incoming-payments", token="0" * 20).status_code == 401
-    assert op.call("GET", sim.base_url + "/rs/incoming-payments", token=token, sign=False).status_code == 401
+    create = {"walletAddress": sim.wallet_url("alice")}
+    assert op.call("POST", sim.base_url + "/rs/incoming-payments", create, token=token).status_code == 201
+    assert op.call("POST", sim.base_url + "/rs/incoming-payments", create, token="0" * 20).status_code == 401
+    assert op.call("POST", sim.base_url + "/rs/incoming-payments", create, token=token, sign=False).status_code == 401
 
 
 @pytest.mark.parametrize("body, status, code, needle", [
@@ -368,3 +389,161 @@ def test_request_log_holds_no_token(sim, op, caplog):
     op.call("POST", grant["access_token"]["manage"], token=grant["access_token"]["value"])
     text = caplog.text + repr([r.headers for r in sim.requests])
     assert sim.issued and not [s for s in sim.issued if s in text]
+
+
+# ---- the resource server (openpayments-resource-server.yaml) -----------------------------------
+
+@pytest.fixture(scope="module")
+def rs_spec():
+    path = SPECS / "openpayments-resource-server.yaml"
+    if not path.is_file():
+        pytest.skip("../shared/api/specs not found")
+    return Spec(path)
+
+
+def grant_token(sim, op, *access):
+    response = op.call("POST", sim.grant_url, {"access_token": {"access": list(access)}, "client": sim.wallet_url("client")})
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]["value"]
+
+
+def rs(sim, path=""):
+    return sim.base_url + "/rs" + path
+
+
+def test_wallet_address_advertises_the_resource_server(sim):
+    assert requests.get(sim.wallet_url("alice"), timeout=5).json()["resourceServer"] == sim.base_url + "/rs"
+
+
+def test_incoming_payments_follow_the_spec(sim, op, rs_spec):
+    alice = sim.wallet_url("alice")
+    token = grant_token(sim, op, {"type": "incoming-payment", "actions": ["create", "read", "list", "complete"], "identifier": alice})
+    body = {"walletAddress": alice, "incomingAmount": {"value": "2500", "assetCode": "USD", "assetScale": 2},
+            "metadata": {"externalRef": "INV-1"}, "expiresAt": "2030-01-01T00:00:00Z"}
+    created = rs_spec.check(op.call("POST", rs(sim, "/incoming-payments"), body, token=token), "/incoming-payments", "POST")
+    assert created["id"].startswith(rs(sim, "/incoming-payments/")) and created["receivedAmount"]["value"] == "0"
+    assert created["methods"][0]["sharedSecret"] in sim.issued
+    second = op.call("POST", rs(sim, "/incoming-payments"), {"walletAddress": alice}, token=token).json()
+    listed = rs_spec.check(op.call("GET", rs(sim, "/incoming-payments?" + urllib.parse.urlencode({"wallet-address": alice, "first": 1})),
+                                   token=token), "/incoming-payments", "GET")
+    assert [p["id"] for p in listed["result"]] == [created["id"]] and "methods" not in listed["result"][0]
+    assert listed["pagination"] == {"hasPreviousPage": False, "hasNextPage": True, "startCursor": created["id"].rsplit("/", 1)[1],
+                                    "endCursor": created["id"].rsplit("/", 1)[1]}
+    after = op.call("GET", rs(sim, "/incoming-payments?" + urllib.parse.urlencode(
+        {"wallet-address": alice, "first": 5, "cursor": listed["pagination"]["endCursor"]})), token=token).json()
+    assert [p["id"] for p in after["result"]] == [second["id"]] and after["pagination"]["hasNextPage"] is False
+    before = op.call("GET", rs(sim, "/incoming-payments?" + urllib.parse.urlencode(
+        {"wallet-address": alice, "last": 5, "cursor": after["pagination"]["startCursor"]})), token=token).json()
+    assert [p["id"] for p in before["result"]] == [created["id"]]
+    one = rs_spec.check(op.call("GET", created["id"], token=token), "/incoming-payments/{id}", "GET")
+    assert one["incomingAmount"]["value"] == "2500" and one["metadata"] == {"externalRef": "INV-1"}
+    public = rs_spec.check(requests.get(created["id"], timeout=5), "/incoming-payments/{id}", "GET")
+    assert public == {"receivedAmount": created["receivedAmount"], "authServer": sim.grant_url}
+    done = rs_spec.check(op.call("POST", created["id"] + "/complete", token=token), "/incoming-payments/{id}/complete", "POST")
+    assert done["completed"] is True
+    rs_spec.check(op.call("GET", rs(sim, "/incoming-payments/00000000-0000-4000-8000-000000000000"), token=token),
+                  "/incoming-payments/{id}", "GET")
+
+
+def test_quotes_and_outgoing_payments_follow_the_spec(sim, op, rs_spec):
+    alice, shop = sim.wallet_url("alice"), sim.wallet_url("anon")
+    receiving = grant_token(sim, op, {"type": "incoming-payment", "actions": ["create", "read"], "identifier": shop})
+    invoice = op.call("POST", rs(sim, "/incoming-payments"), {"walletAddress": shop, "incomingAmount":
+                                                              {"value": "700", "assetCode": "USD", "assetScale": 2}}, token=receiving).json()
+    quoting = grant_token(sim, op, {"type": "quote", "actions": ["create", "read"]})
+    quote = rs_spec.check(op.call("POST", rs(sim, "/quotes"), {"walletAddress": alice, "receiver": invoice["id"], "method": "ilp"},
+                                  token=quoting), "/quotes", "POST")
+    assert quote["receiveAmount"]["value"] == "700" and quote["debitAmount"]["value"] == "700"
+    rs_spec.check(op.call("GET", quote["id"], token=quoting), "/quotes/{id}", "GET")
+    fixed = op.call("POST", rs(sim, "/quotes"), {"walletAddress": alice, "receiver": invoice["id"], "method": "ilp",
+                                                "debitAmount": {"value": "100", "assetCode": "USD", "assetScale": 2}}, token=quoting)
+    assert fixed.status_code == 201 and fixed.json()["receiveAmount"]["value"] == "100"
+    paying = _outgoing_token(sim, op, limit="800")
+    paid = rs_spec.check(op.call("POST", rs(sim, "/outgoing-payments"), {"walletAddress": alice, "quoteId": quote["id"]}, token=paying),
+                         "/outgoing-payments", "POST")
+    assert paid["grantSpentDebitAmount"]["value"] == "700" and paid["sentAmount"] == paid["debitAmount"]
+    assert op.call("GET", invoice["id"], token=receiving).json()["completed"] is True     # paid in full
+    listed = rs_spec.check(op.call("GET", rs(sim, "/outgoing-payments?wallet-address=" + urllib.parse.quote(alice, safe="")), token=paying),
+                           "/outgoing-payments", "GET")
+    assert [p["id"] for p in listed["result"]] == [paid["id"]]
+    rs_spec.check(op.call("GET", paid["id"], token=paying), "/outgoing-payments/{id}", "GET")
+    # The grant's debitAmount limit (800) holds across its payments: 700 spent, 200 more is refused.
+    second = op.call("POST", rs(sim, "/incoming-payments"), {"walletAddress": shop}, token=receiving).json()
+    over = op.call("POST", rs(sim, "/outgoing-payments"), {"walletAddress": alice, "incomingPayment": second["id"],
+                                                          "debitAmount": {"value": "200", "assetCode": "USD", "assetScale": 2}}, token=paying)
+    assert over.status_code == 403 and over.json()["error"]["code"]
+
+
+def _outgoing_token(sim, op, limit):
+    access = {"type": "outgoing-payment", "actions": ["create", "read", "list"], "identifier": sim.wallet_url("alice"),
+              "limits": {"debitAmount": {"value": limit, "assetCode": "USD", "assetScale": 2}}}
+    body = {"access_token": {"access": [access]}, "client": sim.wallet_url("client"), "interact": {"start": ["redirect"]}}
+    pending = op.call("POST", sim.grant_url, body).json()
+    interaction = pending["interact"]["redirect"].split("/interact/", 1)[1].split("/", 1)[0]
+    ref = sim.approve(interaction)["interact_ref"]
+    done = op.call("POST", pending["continue"]["uri"], {"interact_ref": ref}, token=pending["continue"]["access_token"]["value"])
+    return done.json()["access_token"]["value"]
+
+
+def test_the_resource_server_enforces_each_tokens_access(sim, op, rs_spec):
+    """A quote grant's token can neither create incoming payments nor pay; identifier and actions are checked."""
+    alice, shop = sim.wallet_url("alice"), sim.wallet_url("anon")
+    quote_only = grant_token(sim, op, {"type": "quote", "actions": ["create", "read"]})
+    refused = op.call("POST", rs(sim, "/incoming-payments"), {"walletAddress": alice}, token=quote_only)
+    rs_spec.check(refused, "/incoming-payments", "POST")
+    assert refused.status_code == 403
+    assert op.call("POST", rs(sim, "/outgoing-payments"), {"walletAddress": alice, "quoteId": rs(sim, "/quotes/x")},
+                   token=quote_only).status_code == 403
+    only_alice = grant_token(sim, op, {"type": "incoming-payment", "actions": ["create", "read"], "identifier": alice})
+    assert op.call("POST", rs(sim, "/incoming-payments"), {"walletAddress": shop}, token=only_alice).status_code == 403
+    created = op.call("POST", rs(sim, "/incoming-payments"), {"walletAddress": alice}, token=only_alice).json()
+    no_list = op.call("GET", rs(sim, "/incoming-payments?wallet-address=" + urllib.parse.quote(alice, safe="")), token=only_alice)
+    assert no_list.status_code == 403
+    rs_spec.check(no_list, "/incoming-payments", "GET")
+    assert op.call("POST", created["id"] + "/complete", token=only_alice).status_code == 403     # no "complete"
+    # read sees only what the grant's client created; read-all sees every payment of the wallet.
+    sim.add_wallet("other", public_name="Other", keys=[sim.wallets["client"]["keys"][0]])
+    other = op.call("POST", sim.grant_url, {"access_token": {"access": [{"type": "incoming-payment", "actions": ["read"], "identifier": alice}]},
+                                             "client": sim.wallet_url("other")}).json()["access_token"]["value"]
+    assert op.call("GET", created["id"], token=other).status_code == 404
+    reader = op.call("POST", sim.grant_url, {"access_token": {"access": [{"type": "incoming-payment", "actions": ["read-all"], "identifier": alice}]},
+                                              "client": sim.wallet_url("other")}).json()["access_token"]["value"]
+    assert op.call("GET", created["id"], token=reader).status_code == 200
+
+
+def test_resource_server_401s_carry_the_authorization_server(sim, op, rs_spec):
+    response = op.call("GET", rs(sim, "/incoming-payments?wallet-address=" + urllib.parse.quote(sim.wallet_url("alice"), safe="")), token="F" * 20)
+    rs_spec.check(response, "/incoming-payments", "GET")
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"] == f"GNAP as_uri={sim.grant_url}"
+    missing = op.call("GET", rs(sim, "/incoming-payments"), token=grant_token(sim, op, {"type": "incoming-payment", "actions": ["list"]}))
+    assert missing.status_code == 400                     # wallet-address is required
+    assert requests.get(rs(sim, "/anything"), timeout=5).status_code == 404
+
+
+@pytest.mark.parametrize("mode, status", [("unimplemented", 500), ("document", 200)])
+def test_did_document(make_sim, wallet_spec, mode, status):
+    sim = make_sim(**({} if mode == "unimplemented" else {"did_document": mode}))
+    response = requests.get(sim.wallet_url("client") + "/did.json", timeout=5)
+    assert response.status_code == status
+    if status == 200:
+        wallet_spec.check(response, "/did.json", "GET")
+        assert response.json()["verificationMethod"][0]["publicKeyJwk"]["kid"] == KEY_ID
+    assert requests.get(sim.wallet_url("nobody") + "/did.json", timeout=5).status_code == 404
+
+
+def test_resources_survive_a_restart(tmp_path, key):
+    clock = Clock(frozen=True)
+    state = str(tmp_path / "op.json")
+    first = OpenPaymentsSimulator(clock=clock, state_file=state, wait=0)
+    with first:
+        first.add_wallet("client", public_name="Client", keys=[public_jwk(key, KEY_ID)])
+        first.add_wallet("alice", public_name="Alice")
+        op = Client(first, key)
+        token = grant_token(first, op, {"type": "incoming-payment", "actions": ["create", "read"]})
+        created = op.call("POST", rs(first, "/incoming-payments"), {"walletAddress": first.wallet_url("alice")}, token=token).json()
+    second = OpenPaymentsSimulator(clock=clock, state_file=state, wait=0)
+    second.start(port=first.port)
+    try:
+        assert Client(second, key).call("GET", created["id"], token=token).json()["id"] == created["id"]
+    finally:
+        second.stop()
