@@ -114,7 +114,9 @@ class DasSteps(Steps):
                 out.update(self.create_overlap(token, spec, self._other_id(spec, live_id), live_id))
             elif mint:
                 bearer = self.regen_bearer if mint == "rotate" else self.admin
-                out.update(self.mint_in_place(token, spec, live_id, bearer, created=(mint == "create")))
+                # Bindings that change with the rotation are made under the same intent.
+                follow = "binding" if (bind_plan[0] or bind_plan[1]) else None
+                out.update(self.mint_in_place(token, spec, live_id, bearer, created=(mint == "create"), next_step=follow))
             if update:
                 self.das.put_token(live_id, self.body(spec, regenerate=False), self.admin, "update token %s" % live_id, update=True)
             if bind_plan[0] or bind_plan[1]:
@@ -239,8 +241,11 @@ class DasSteps(Steps):
                 raise FlowError("Styra DAS: %s: PUT /v1/tokens/%s answered without a secret" % (step, token_id), step="mint")
             return self.mod.secret(secret)
 
-    def mint_in_place(self, token, spec, token_id, bearer, created=False):
-        """Regenerate (or create) token_id; the new secret is persisted before anything else."""
+    def mint_in_place(self, token, spec, token_id, bearer, created=False, next_step=None):
+        """Regenerate (or create) token_id; the new secret is persisted before anything else.
+
+        With `next_step` (or role bindings of a new token) the intent stays for the changes that follow.
+        """
         flow = token.flow
         record = flow.record or {}
         step = "%s token %s" % ("create" if created else "regenerate", token_id)
@@ -253,7 +258,7 @@ class DasSteps(Steps):
         fields = minted_fields(secret, now, expires_at=self._expiry(spec, now), count=count, rotated=not created, extra=extra)
         bindings = created and spec.get("role_bindings") is not None
         # The role bindings of a new token are changes too: the intent stays until they are made.
-        self._persist_new(token, fields, token_id, remove=("verified",), next_step="binding" if bindings else None)
+        self._persist_new(token, fields, token_id, remove=("verified",), next_step="binding" if bindings else next_step)
         out = {"verified": self.verify(token_id, secret)}
         if bindings:
             self.apply_bindings(token_id, self._binding_plan(token_id, spec))
@@ -503,7 +508,7 @@ class DasSteps(Steps):
         self.refresher_id = ref["id"]
         return {"id": ref["id"], "role": REFRESHER, "description": ref["description"],
                 "allow_path_patterns": ref["allow_path_patterns"] or [], "ttl": ref["ttl"], "store_path": ref["store_path"],
-                "role_bindings": None, "ref": ref}
+                "role_bindings": None, "strategy": "regenerate", "overlap_id": None, "grace_seconds": 0, "ref": ref}
 
     def after_refresher(self, token_record):
         """Application tokens are regenerated with the refresher's current secret."""

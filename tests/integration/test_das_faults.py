@@ -152,14 +152,16 @@ def test_rate_limited_regenerate_fails_cleanly(runner, das, store, made):
 
 
 def test_two_concurrent_runs_one_rotates_the_other_backs_off(runner, das, store, made):
-    das.sim.faults.add("PUT", PUT_APP, "latency", delay=3)
+    # The first run is held inside its regenerate (its intent recorded) until the second has finished.
+    das.sim.faults.add("PUT", PUT_APP, "latency", delay=300)
     first, first_results = start_das(runner, das, store, id="app", state="rotated", **APP)
-    wait_for(lambda: "pending" in record_of(store, das), what="the first run's intent")
+    wait_for(das.sim.faults.arrived.is_set, what="the first run's regenerate", timeout=300)
     second = runner.run([das_task(das, store, id="app", state="rotated", **APP)], env=das_env(das, store))
+    das.sim.faults.release.set()
     first = runner.finish(first, first_results)
     assert first.result["action"] == "rotated", first
     assert second.result["changed"] is False and second.result["backed_off"] is True, second.result
-    assert "being rotated by" in second.result["msg"]
+    assert "is being changed by" in second.result["msg"] and second.result["holder"] and second.result["lease_expires_at"]
     assert das.sim.count("PUT", "/v1/tokens/app") == 1
     record = record_of(store, das)
     assert das.sim.secret_works(record["secret"]) and record["rotation_count"] == made.get("rotation_count", 0) + 1

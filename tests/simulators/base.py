@@ -151,6 +151,10 @@ class FaultInjector:
         self._faults: list[Fault] = []
         self.committed = threading.Event()
         self.received = threading.Event()   # set by hang_before_commit
+        # Any held request (latency, hang_*) sets `arrived` when it arrives; the test sets `release`
+        # to let every held request go on at once, so a test holds a run at a point without a timed guess.
+        self.arrived = threading.Event()
+        self.release = threading.Event()
 
     def add(self, method, path_regex, kind, times=1, status=503, retry_after=1, delay=0.0) -> Fault:
         if kind not in FAULT_KINDS:
@@ -180,7 +184,17 @@ class FaultInjector:
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
-        self.committed.clear()
+        for event in (self.committed, self.received, self.arrived, self.release):
+            event.clear()
+
+    def hold(self, delay: float, stopping: threading.Event) -> None:
+        """Wait `delay` seconds, or until the test sets `release`, or the server stops."""
+        deadline = time.monotonic() + delay
+        while not (self.release.is_set() or stopping.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.release.wait(min(left, 0.05))
 
 
 def make_tls_material(folder: str) -> tuple[str, str, str]:
@@ -571,11 +585,13 @@ class SimServer:
         fault = self.faults.take(req.method, req.path)
         kind = fault.kind if fault else None
         if kind == "latency":
-            self._stopping.wait(fault.delay)
+            self.faults.arrived.set()
+            self.faults.hold(fault.delay, self._stopping)
         if kind == "hang_before_commit":
             # The request arrived but is never carried out: the client is killed while it waits.
             self.faults.received.set()
-            self._stopping.wait(fault.delay)
+            self.faults.arrived.set()
+            self.faults.hold(fault.delay, self._stopping)
             self._record(req, None, kind)
             handler.drop()
             return
@@ -597,7 +613,8 @@ class SimServer:
             return
         if kind == "hang_after_commit":
             self.faults.committed.set()
-            self._stopping.wait(fault.delay)
+            self.faults.arrived.set()
+            self.faults.hold(fault.delay, self._stopping)
         handler.send_json(status, payload, headers)
 
 
