@@ -23,6 +23,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import re
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.das import (
     PRODUCT,
@@ -165,10 +166,8 @@ class DasSteps(Steps):
         due, reason = self.mod.policy.due(now, parse_time(record.get("issued_at")),
                                           remote_expires or parse_time(record.get("expires_at")),
                                           parse_time(record.get("rotated_at")))
-        if not due and self.params["verify"]["enabled"]:
-            status = self.das.probe(self._probe_path(live_id), record["secret"])
-            if status == 401:
-                due, reason = True, "the stored secret no longer authenticates (HTTP 401)"
+        if not due and self.dead(live_id, record["secret"], self._patterns(record, spec)):
+            due, reason = True, "the stored secret no longer authenticates (HTTP 401)"
         return ("rotate" if due else None), reason, None
 
     def _previous_due(self, record, now):
@@ -259,7 +258,7 @@ class DasSteps(Steps):
         bindings = created and spec.get("role_bindings") is not None
         # The role bindings of a new token are changes too: the intent stays until they are made.
         self._persist_new(token, fields, token_id, remove=("verified",), next_step="binding" if bindings else next_step)
-        out = {"verified": self.verify(token_id, secret)}
+        out = {"verified": self.verify(token_id, secret, spec.get("allow_path_patterns"))}
         if bindings:
             self.apply_bindings(token_id, self._binding_plan(token_id, spec))
         return out
@@ -284,6 +283,12 @@ class DasSteps(Steps):
             raise FlowError("Styra DAS issued a new secret for %s but the store failed to save it: %s. The old secret no longer "
                             "works. The rotation intent %s is recorded at %s, so the next run regenerates %s again"
                             % (token_id, exc, flow.rotation_id, flow.path, token_id), step="persist")
+
+    @staticmethod
+    def _patterns(record, spec):
+        """The patterns the live secret was issued with (the stored fields), else the task's."""
+        fields = record.get("fields") or {}
+        return fields.get("allow_path_patterns") if fields.get("allow_path_patterns") is not None else spec.get("allow_path_patterns")
 
     def _fields(self, spec):
         return {"description": spec.get("description") or "", "allow_path_patterns": list(spec.get("allow_path_patterns") or []),
@@ -316,7 +321,7 @@ class DasSteps(Steps):
             self.apply_bindings(new_id, self._binding_plan(new_id, spec))
         else:
             self._copy_bindings(old_id, new_id)
-        verified = self.verify(new_id, secret)
+        verified = self.verify(new_id, secret, spec.get("allow_path_patterns"))
         record = flow.record
         now = utcnow()
         previous = {"secret": record.get("secret"), "fingerprint": record.get("fingerprint"), "token_id": old_id,
@@ -386,27 +391,54 @@ class DasSteps(Steps):
 
     # ------------------------------------------------------------ verification
 
-    def _probe_path(self, token_id):
-        return self.params["verify"]["path"].replace("{id}", token_id)
+    def probe_target(self, token_id, patterns):
+        """(path, conclusive): the path a secret is probed on, and whether a 401 there proves the secret dead.
 
-    def probe(self, token_id, secret):
-        """The probe's HTTP status with `secret`, or None when probing is off."""
+        DAS refuses a path outside a token's allow_path_patterns with a status it does not document
+        (das.md: 403 inferred, 401 possible). The configured path is used when the token may call it;
+        else a path made from the literal start of one of its own patterns; else the configured path,
+        where a 401 may only be that refusal.
+        """
+        path = self.params["verify"]["path"].replace("{id}", token_id)
+        patterns = [p for p in (patterns or []) if p]
+        if not patterns or _allowed(path, patterns):
+            return path, True
+        for pattern in patterns:
+            candidate = _literal_start(pattern)
+            if candidate and _allowed(candidate, [pattern]):
+                return candidate, True
+        return path, False
+
+    def probe(self, token_id, secret, patterns):
+        """(status, path, conclusive) of a request made with `secret`; status None when probing is off."""
         if not self.params["verify"]["enabled"]:
-            return None
-        return self.das.probe(self._probe_path(token_id), secret)
+            return None, None, True
+        path, conclusive = self.probe_target(token_id, patterns)
+        return self.das.probe(path, secret), path, conclusive
 
-    def verify(self, token_id, secret):
-        """'authorized' (2xx/404), 'authenticated' (403) or None when probing is off; FlowError on 401."""
-        status = self.probe(token_id, secret)
+    def dead(self, token_id, secret, patterns):
+        """True only when DAS proves the secret does not authenticate."""
+        status, _path, conclusive = self.probe(token_id, secret, patterns)
+        return status == 401 and conclusive
+
+    def verify(self, token_id, secret, patterns):
+        """'authorized' (2xx/404), 'authenticated' (403), 'unproven' (401 on a path outside the token's patterns)
+        or None when probing is off; FlowError when DAS proves the new secret dead."""
+        status, path, conclusive = self.probe(token_id, secret, patterns)
         if status is None:
             return None
         if status == 401:
+            if not conclusive:
+                self.mod.warn("Styra DAS: verify: %s answers 401 to the new secret of %s, which may be DAS refusing a path "
+                              "outside the token's allow_path_patterns; set verify.path to a path the token may call"
+                              % (path, token_id))
+                return "unproven"
             raise FlowError("Styra DAS: verify: the new secret of %s is stored but does not authenticate (HTTP 401 on %s); the "
-                            "next run mints it again" % (token_id, self._probe_path(token_id)), step="verify")
+                            "next run mints it again" % (token_id, path), step="verify")
         if status == 403:
             if self.params["verify"]["require_authorized"]:
                 raise FlowError("Styra DAS: verify: the new secret of %s authenticates but lacks the right to %s (HTTP 403); "
-                                "check its role bindings" % (token_id, self._probe_path(token_id)), step="verify")
+                                "check its role bindings and allow_path_patterns" % (token_id, path), step="verify")
             return "authenticated"
         return "authorized"
 
@@ -460,7 +492,7 @@ class DasSteps(Steps):
         secret = token.pending.get("new_secret") if step == "verifying" else None
         if secret:
             secret = self.mod.secret(secret)
-            if self.probe(new_id, secret) == 401:
+            if self.dead(new_id, secret, spec.get("allow_path_patterns")):
                 # Proven dead (the new id was deleted or regenerated by someone else): never a dead end.
                 self.mod.warn("%s: the new secret of %s kept in the interrupted rotation no longer authenticates; %s is minted again"
                               % (spec["id"], new_id, new_id))
@@ -584,3 +616,23 @@ class DasSteps(Steps):
                 return parse_time(remote["expires"])
         return None
 
+
+def _allowed(path, patterns):
+    for pattern in patterns:
+        try:
+            if re.search(pattern, path):
+                return True
+        except re.error:
+            continue
+    return False
+
+
+_META = re.compile(r"[.*+?()\[\]{}|$\\]")
+
+
+def _literal_start(pattern):
+    """The literal text a pattern starts with ('^/v1/systems/pay/.*' -> '/v1/systems/pay/'), or None."""
+    text = pattern[1:] if pattern.startswith("^") else pattern
+    cut = _META.search(text)
+    literal = text[:cut.start()] if cut else text
+    return literal if literal.startswith("/") else None

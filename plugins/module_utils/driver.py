@@ -348,6 +348,12 @@ class Driver:
 
     def _backed_off(self, token, exc):
         pending = exc.pending or (token.pending if token else None) or {}
+        if not pending and token is not None:
+            # Lost a check-and-set race: say who won, from what the store holds now.
+            try:
+                pending = (self.mod.store.read(token.flow.path).data or {}).get("pending") or {}
+            except StoreError:
+                pending = {}
         result = result_for(token.id if token else None, "none", token.flow if token else None, changed=False,
                             msg=self.mod.redactor.scrub(str(exc)), backed_off=True)
         for key in ("holder", "lease_expires_at", "rotation_id", "step", "started_at"):

@@ -202,6 +202,11 @@ options:
       path:
         description:
           - Path of the probe; C({id}) is replaced by the token id.
+          - DAS refuses a path outside a token's O(allow_path_patterns) with a status it does not
+            document (403 is likely, 401 possible). When this path is outside the token's patterns,
+            the probe goes to the literal start of one of its patterns instead (for
+            C(^/v1/systems/pay/.*), C(/v1/systems/pay/)); when no pattern gives one, a 401 is not
+            taken as proof that the secret is dead (the result says C(unproven)).
         type: str
         default: /v1/tokens/{id}
       require_authorized:
@@ -316,7 +321,9 @@ store_version:
   returned: when O(id) is given
   type: int
 verified:
-  description: Result of the probe made with the new secret (C(authorized) or C(authenticated)).
+  description:
+    - Result of the probe made with the new secret, C(authorized) (2xx or 404), C(authenticated)
+      (403), or C(unproven) (401 on a path outside the token's patterns; see O(verify.path)).
   returned: when a secret was minted and O(verify.enabled=true)
   type: str
 previous:

@@ -342,6 +342,45 @@ def das_env(das, store, admin=True):
     return env
 
 
+# ------------------------------------------------------------------ modules run as Ansible runs them, without a playbook
+
+class ModuleProcess:
+    """A module of the installed collection run the way Ansible runs it on a host (`python module.py args.json`).
+
+    Costs a fraction of an ansible-playbook run, so tests that need many runs at once (concurrency) can afford them.
+    """
+
+    def __init__(self, tmp_path):
+        self.tmp_path = tmp_path
+        self.count = 0
+
+    def start(self, module, args, env=None):
+        self.count += 1
+        args_file = self.tmp_path / ("module-args-%d.json" % self.count)
+        args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+        path = Path(collections_path()) / "ansible_collections" / "tokenops" / "rotation" / "plugins" / "modules" / (module + ".py")
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "STYRA_", "ANSIBLE_", "TSS_"))}
+        full_env["PYTHONPATH"] = collections_path()
+        full_env.update(env or {})
+        return subprocess.Popen([sys.executable, str(path), str(args_file)], env=full_env, cwd=str(self.tmp_path),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    @staticmethod
+    def finish(proc, timeout=300):
+        stdout, stderr = proc.communicate(timeout=timeout)
+        OUTPUTS.append(("module stdout", stdout))
+        OUTPUTS.append(("module stderr", stderr))
+        try:
+            return json.loads(stdout)
+        except ValueError:
+            raise AssertionError("the module printed no JSON result (rc %s): %s %s" % (proc.returncode, stdout[-2000:], stderr[-2000:]))
+
+
+@pytest.fixture
+def modules(tmp_path):
+    return ModuleProcess(tmp_path)
+
+
 # ------------------------------------------------------------------ the session-wide leak scan
 
 def assert_no_leaks(first_output, canaries, store):
@@ -381,8 +420,14 @@ def scan_for_canaries():
     return found
 
 
-def pytest_sessionfinish(session, exitstatus):
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_leaked_in_this_session():
+    """After the last test of the session (of each worker, with pytest-xdist): no issued secret in any output.
+
+    An error in this teardown fails the run wherever it happens, unlike an exit status set by a worker.
+    """
+    yield
     leaks = scan_for_canaries()
     if leaks:
-        session.exitstatus = 1
         sys.stderr.write("\nSECRET LEAK: issued secrets found in output: %s\n" % leaks[:10])
+        pytest.fail("SECRET LEAK: issued secrets found in output: %s" % leaks[:10], pytrace=False)

@@ -49,12 +49,29 @@ def test_consumers_use_the_stored_token_before_and_after_rotation(runner, das_fa
     assert consume(das, first) == 401 and consume(das, second) == 200
 
 
-@pytest.mark.xfail(reason="needs the driver port", strict=True)
-def test_verify_tells_a_path_refusal_from_a_dead_secret(runner, das_factory, bao_store):
+@pytest.mark.parametrize("refusal", [403, 401])
+def test_verify_tells_a_path_refusal_from_a_dead_secret(runner, das_factory, bao, bao_store, refusal):
     """Where DAS answers 401 for a path outside the token's patterns (path_refusal_status=401, undocumented), the default
-    probe GET /v1/tokens/{id} is outside the patterns of most tokens, so verify reports a working new secret as dead.
-    The verify step must probe a path the token's own patterns allow (or not count 401 as dead there)."""
-    das = das_factory(path_refusal_status=401)
-    result = run_das(runner, das, bao_store, id="systems/pay/opa", description="payments OPA",
-                     allow_path_patterns=["^/v1/systems/pay/.*"], ttl="24h")
+    probe GET /v1/tokens/{id} is outside the patterns of most tokens: the module probes the literal start of the token's
+    own pattern instead, so a working secret is never called dead, and a dead one still is."""
+    das = das_factory(path_refusal_status=refusal)
+    opts = dict(id="systems/pay/opa", description="payments OPA", allow_path_patterns=["^/v1/systems/pay/.*"], ttl="24h")
+    result = run_das(runner, das, bao_store, **opts)
     assert result["action"] == "created" and not result.get("failed"), result
+    assert result["verified"] == "authorized", result        # 404 on /v1/systems/pay/: authenticated and allowed
+    assert run_das(runner, das, bao_store, **opts)["action"] == "none"    # the stored secret is not taken for dead
+    secret = read_entry(bao, bao_store, "das", das.host, "systems/pay/opa")["secret"]
+    # Someone regenerates it with another tool: the stored secret dies.
+    answer = requests.put(das.url + "/v1/tokens/systems/pay/opa", headers={"Authorization": "Bearer " + das.admin},
+                          json={"description": "payments OPA", "allow_path_patterns": ["^/v1/systems/pay/.*"], "ttl": "24h",
+                                "regenerate": True}, timeout=10)
+    assert answer.status_code == 200 and not das.sim.secret_works(secret)
+    healed = run_das(runner, das, bao_store, **opts)
+    assert healed["action"] == "rotated" and "no longer authenticates" in healed["msg"], healed
+    assert das.sim.secret_works(read_entry(bao, bao_store, "das", das.host, "systems/pay/opa")["secret"])
+
+
+def test_a_401_on_a_path_the_patterns_give_no_start_of_is_unproven(runner, das_factory, bao_store):
+    das = das_factory(path_refusal_status=401)
+    result = run_das(runner, das, bao_store, id="odd", description="", allow_path_patterns=[".*/policies/.*"], ttl="24h")
+    assert result["action"] == "created" and result["verified"] == "unproven", result

@@ -1,5 +1,6 @@
 """das_token and das_token_info against the DAS simulator, with the file store and with OpenBao."""
 
+import calendar
 import time
 
 import pytest
@@ -159,6 +160,58 @@ def test_refresher_rotates_app_and_itself(runner, das, store):
     assert das.sim.secret_works(renewed["secret"]) and not das.sim.secret_works(stored_refresher["secret"])
     assert das.sim.token("token-refresher")["secret"] == renewed["secret"]
     assert_idempotent(runner, das, store, admin=False, id="application-token", refresher=refresher, max_age="1h", **APP)
+
+
+REFRESHER_ROLES = [("WorkspaceTokenRefresher", "workspace", "*")]
+
+
+def _iso(epoch):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+@pytest.mark.parametrize("learns_from", ["expires_at", "das", "renewal"])
+def test_adopted_refresher_learns_its_expiry_and_renews_itself_within_rotate_before(runner, das, store, learns_from):
+    """The seed's rotation guide: a refresher made in DAS's UI with 2h left, adopted through initial_secret, keeps
+    itself and the tokens it renews alive. Its expiry comes from refresher.expires_at, from DAS (administrator token),
+    or, when neither is there, from a renewal with its ttl."""
+    refresher_secret = das.sim.seed_token("token-refresher", roles=REFRESHER_ROLES, ttl="2h",
+                                          allow_path_patterns=["^/v1/tokens/.*"])
+    real_expiry = das.sim.token("token-refresher")["expires"]
+    run_das(runner, das, store, id="application-token", **APP)   # the administrator made the app token once
+    app = store.entry("das", das.host, "application-token")["secret"]
+    refresher = {"id": "token-refresher", "initial_secret": refresher_secret, "self_rotate": True, "ttl": "720h",
+                 "allow_path_patterns": ["^/v1/tokens/.*"]}
+    if learns_from == "expires_at":
+        refresher["expires_at"] = _iso(real_expiry)
+    admin = learns_from == "das"
+    result = run_das(runner, das, store, admin=admin, id="application-token", refresher=refresher, rotate_before="3h", **APP)
+    assert result["refresher"]["action"] == "rotated", result       # 2h left < rotate_before (or unknown): renewed
+    stored = store.entry("das", das.host, "token-refresher")
+    assert stored["secret"] != refresher_secret and das.sim.secret_works(stored["secret"])
+    assert not das.sim.secret_works(refresher_secret)
+    renewed_expiry = das.sim.token("token-refresher")["expires"]
+    assert renewed_expiry > real_expiry + 700 * 3600
+    assert abs(calendar.timegm(time.strptime(stored["expires_at"], "%Y-%m-%dT%H:%M:%SZ")) - renewed_expiry) < 120
+    # The application token it renews still works, and a second run has nothing to do.
+    assert das.sim.secret_works(app)
+    again = run_das(runner, das, store, admin=admin, id="application-token", refresher=refresher, rotate_before="3h", **APP)
+    assert again["refresher"]["action"] == "none" and again["action"] == "none", again
+    rotated = run_das(runner, das, store, admin=False, id="application-token", state="rotated", refresher=refresher,
+                      rotate_before="3h", **APP)
+    assert rotated["action"] == "rotated" and rotated["refresher"]["action"] == "none", rotated
+    assert das.sim.secret_works(store.entry("das", das.host, "application-token")["secret"]) and not das.sim.secret_works(app)
+
+
+def test_a_refresher_that_cannot_renew_warns_before_it_expires(runner, das, file_store):
+    refresher_secret = das.sim.seed_token("token-refresher", roles=REFRESHER_ROLES, ttl="2h")
+    refresher = {"id": "token-refresher", "initial_secret": refresher_secret,
+                 "expires_at": _iso(das.sim.token("token-refresher")["expires"])}
+    run_das(runner, das, file_store, id="application-token", **APP)
+    run = runner.run([das_task(das, file_store, id="application-token", refresher=refresher, rotate_before="3h", **APP)],
+                     env=das_env(das, file_store, admin=False))
+    assert run.result["refresher"]["action"] == "created", run.result
+    assert "self_rotate is off" in run.stdout and "token-refresher" in run.stdout
+    assert das.sim.secret_works(refresher_secret)
 
 
 def test_refresher_cannot_create(runner, das, file_store):
