@@ -320,7 +320,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.secretserver imp
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.secretserver_rotation import (
     PRODUCT_KEY,
-    SecretServerRotation,
+    SecretServerSteps,
 )
 
 TOKEN_KEYS = ("id", "username", "password", "domain", "otp", "store_path")
@@ -353,6 +353,7 @@ class SecretServerTokenModule(TokenModule):
     product = PRODUCT_KEY
     product_name = PRODUCT
     url_env = "TSS_BASE_URL"
+    guarded = True
 
     def __init__(self):
         super(SecretServerTokenModule, self).__init__(ARGUMENT_SPEC, mutually_exclusive=[("id", "tokens")])
@@ -418,11 +419,8 @@ class SecretServerTokenModule(TokenModule):
 
     def run(self):
         client = SecretServerClient(self.http(error_parser=error_parser), self.secret)
-        self.rotation = SecretServerRotation(self, client)
+        self.use_steps(SecretServerSteps(self, client))
         super(SecretServerTokenModule, self).run()
-
-    def run_token(self, spec):
-        return self.rotation.run(spec)
 
 
 def main():

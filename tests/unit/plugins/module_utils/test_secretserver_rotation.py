@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import io
 import json
 
@@ -18,7 +19,8 @@ import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.tokenops.rotation.plugins.module_utils import secretserver_rotation
+from ansible_collections.tokenops.rotation.plugins.module_utils import driver, secretserver_rotation
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import Flow
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import store_from_params
 from ansible_collections.tokenops.rotation.plugins.modules.secretserver_token import SecretServerTokenModule
 from tests.simulators.base import Clock
@@ -43,8 +45,10 @@ class Harness:
         self.sim = sim
         self.store_options = {"backend": "file", "file_path": str(tmp_path / "store.vault"), "vault_password": "unit-test-pw"}
         self.store = store_from_params(self.store_options)
-        monkeypatch.setattr(secretserver_rotation, "utcnow",
-                            lambda: datetime.datetime.fromtimestamp(int(sim.clock.now()), tz=datetime.timezone.utc))
+        now = functools.partial(lambda clock: datetime.datetime.fromtimestamp(int(clock.now()), tz=datetime.timezone.utc), sim.clock)
+        monkeypatch.setattr(secretserver_rotation, "utcnow", now)
+        # One clock decides expiry and the age and lease of intents: the driver's flows read it too.
+        monkeypatch.setattr(driver, "Flow", functools.partial(Flow, now=now))
 
     def run(self, **args):
         full = {"url": self.sim.api_url, "store": self.store_options, "username": USER, "password": PASSWORD, "retries": 0}
