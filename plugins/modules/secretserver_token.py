@@ -138,6 +138,8 @@ options:
     description:
       - Check the stored token before reusing it, and every new token right after it is stored, with
         C(GET /api/v1/users/current). HTTP 401 or 403 means the token is dead.
+      - After a refresh, also check whether the token it replaced still works, to learn whether this server
+        ends an access token when its refresh token is used (see the notes).
     type: bool
     default: true
 notes:
@@ -146,6 +148,12 @@ notes:
   - Whether a refresh ends the previous access token, and whether an expiration ends the session's refresh token,
     is not documented. The module works either way. Secret Server documents no call that revokes a refresh token,
     so O(state=absent) warns when one that was deleted from the store may still live.
+  - While a refresh runs, or after one was interrupted, the C(tokenops.rotation.token) lookup hands out the stored
+    token only where this server was seen to keep the replaced access token on an earlier refresh (the entry's
+    C(refresh_keeps_access), learned with O(verify)); elsewhere it refuses until the new token is stored or the next
+    run recovers the entry. During a login and after O(state=rotated) stored its new token, it hands the token out.
+  - A replaced token is left to lapse at its expiry after a refresh (expiring it could end the new refresh token too);
+    O(state=rotated) expires it.
 seealso:
   - module: tokenops.rotation.secretserver_token_info
   - name: Enabling Refresh Tokens for Web Services
@@ -320,7 +328,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.secretserver imp
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.secretserver_rotation import (
     PRODUCT_KEY,
-    SecretServerRotation,
+    SecretServerSteps,
 )
 
 TOKEN_KEYS = ("id", "username", "password", "domain", "otp", "store_path")
@@ -353,6 +361,7 @@ class SecretServerTokenModule(TokenModule):
     product = PRODUCT_KEY
     product_name = PRODUCT
     url_env = "TSS_BASE_URL"
+    guarded = True
 
     def __init__(self):
         super(SecretServerTokenModule, self).__init__(ARGUMENT_SPEC, mutually_exclusive=[("id", "tokens")])
@@ -418,11 +427,8 @@ class SecretServerTokenModule(TokenModule):
 
     def run(self):
         client = SecretServerClient(self.http(error_parser=error_parser), self.secret)
-        self.rotation = SecretServerRotation(self, client)
+        self.use_steps(SecretServerSteps(self, client))
         super(SecretServerTokenModule, self).run()
-
-    def run_token(self, spec):
-        return self.rotation.run(spec)
 
 
 def main():

@@ -3,7 +3,12 @@
 Every secret the simulator issues, every password and client secret, is a canary of the session-wide leak scan.
 """
 
+import datetime
+import json
+import os
 import secrets
+import subprocess
+import sys
 
 import pytest
 
@@ -95,3 +100,70 @@ def assert_working_or_recorded(store, ss, result=None, token_id=USER):
         or (result or {}).get("action") in ("needs_reconcile", "needs_interaction"), \
         "a dead token in the store with no record of why: %s" % {k: v for k, v in record.items() if k not in ("secret", "refresh_token")}
     return "recorded"
+
+
+# ------------------------------------------------------------------ what a consumer gets, and what a killed run leaves
+
+# The tokenops.rotation.token lookup as a consumer runs it, in a Python process of its own with the installed
+# collection: one answer per term, {"secret": ...} or {"refused": the lookup's message}.
+LOOKUP_SCRIPT = r"""
+import json, os, sys
+from ansible.errors import AnsibleError
+from ansible.plugins.loader import init_plugin_loader, lookup_loader
+init_plugin_loader([os.environ["ANSIBLE_COLLECTIONS_PATH"]])
+request = json.load(sys.stdin)
+lookup = lookup_loader.get("tokenops.rotation.token")
+answers = []
+for term in request["terms"]:
+    try:
+        answers.append({"secret": lookup.run([term], variables={}, store=request["store"])[0]})
+    except AnsibleError as exc:
+        answers.append({"refused": str(exc)})
+json.dump(answers, sys.stdout)
+"""
+
+# Why the lookup may refuse while the module works on an entry: its intent says the token may be dead, or there is none.
+REFUSALS = ("may no longer work", "no store entry", "has no secret")
+
+
+def consumer_lookups(store, ss, token_ids=(USER,)):
+    """What the tokenops.rotation.token lookup hands a consumer now, per token: {"secret": ...} or {"refused": why}."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "ANSIBLE_", "TSS_"))}
+    env.update(store.env, ANSIBLE_COLLECTIONS_PATH=conftest.collections_path())
+    request = {"terms": ["secretserver/%s/%s" % (ss.host, token_id) for token_id in token_ids], "store": store.options}
+    proc = subprocess.run([sys.executable, "-c", LOOKUP_SCRIPT], input=json.dumps(request), env=env, capture_output=True,
+                          text=True, timeout=180, check=False)
+    conftest.OUTPUTS.append(("stderr", proc.stderr))    # the answers hold tokens on purpose; the rest must not
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def consumer_gets(store, ss, token_id=USER):
+    """"works" when the lookup hands out a token Secret Server accepts, "refused" when it refuses clearly;
+    a dead token handed out fails the test."""
+    (answer,) = consumer_lookups(store, ss, [token_id])
+    return judge(ss, answer)
+
+
+def judge(ss, answer):
+    if "secret" in answer:
+        assert ss.sim.token_works(answer["secret"]), "the token lookup handed a consumer a dead token"
+        return "works"
+    assert any(why in answer["refused"] for why in REFUSALS), answer["refused"]
+    return "refused"
+
+
+def stale_intent(store, ss, step, token_id=USER, **data):
+    """Leave an intent on the entry as a run killed on another execution node does: its lease has run out."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    path = "%s/secretserver/%s/%s" % (store.prefix, ss.host, token_id)
+    files = store._file_store()
+    entry = files.read(path)
+    record = dict(entry.data or {"product": "secretserver"})
+    record["pending"] = dict({"rotation_id": "killed-%s" % secrets.token_hex(4), "step": step,
+                              "started_at": (now - datetime.timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                              "holder": "node-7.awx.example:4242",
+                              "lease_expires_at": (now - datetime.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                              "secret_usable": False}, **data)
+    files.write(path, record, entry.version)
+    return record

@@ -143,12 +143,20 @@ def test_server_error_on_the_first_login(runner, ss, file_store):
 
 def test_two_concurrent_runs_one_refreshes_the_other_backs_off(runner, ss, file_store):
     run_ss(runner, ss, file_store)
+    made = record_of(file_store, ss)
     ss.sim.reset_counts()
-    ss.sim.faults.add("POST", TOKEN, "latency", delay=3)
+    # The first run is held inside its refresh (its intent recorded) until the second has finished.
+    ss.sim.faults.add("POST", TOKEN, "latency", delay=300)
     first, first_results = start_ss(runner, ss, file_store, max_age="0s")
-    wait_for(lambda: "pending" in record_of(file_store, ss), what="the first run's intent")
+    wait_for(ss.sim.faults.arrived.is_set, what="the first run's refresh", timeout=300)
     second = runner.run([ss_task(ss, file_store, max_age="0s")], env=ss_env(ss, file_store))
+    ss.sim.faults.release.set()
     first = runner.finish(first, first_results)
-    assert first.result["method"] == "refresh", first.result
-    assert second.result["changed"] is False and second.result["backed_off"] is True and "being changed by" in second.result["msg"]
-    assert ss.sim.count("POST") == 1 and assert_working_or_recorded(file_store, ss) == "working"
+    assert first.result["action"] == "rotated" and first.result["method"] == "refresh", first.result
+    assert second.result["changed"] is False and second.result["backed_off"] is True, second.result
+    assert "is being changed by" in second.result["msg"] and second.result["step"] == "refreshing"
+    assert second.result["holder"] and second.result["lease_expires_at"]
+    assert ss.sim.count("POST", "/SecretServer/oauth2/token") == 1 and ss.sim.count_grants("refresh") == 1
+    record = record_of(file_store, ss)
+    assert ss.works(record) and record["refreshes_used"] == 1 and record["rotation_count"] == made.get("rotation_count", 0) + 1
+    assert assert_working_or_recorded(file_store, ss) == "working"

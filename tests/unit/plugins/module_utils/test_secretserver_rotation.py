@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import io
 import json
+import threading
 
 import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.tokenops.rotation.plugins.module_utils import secretserver_rotation
+from ansible_collections.tokenops.rotation.plugins.module_utils import driver, secretserver_rotation
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import Flow
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import store_from_params
 from ansible_collections.tokenops.rotation.plugins.modules.secretserver_token import SecretServerTokenModule
 from tests.simulators.base import Clock
@@ -43,8 +46,10 @@ class Harness:
         self.sim = sim
         self.store_options = {"backend": "file", "file_path": str(tmp_path / "store.vault"), "vault_password": "unit-test-pw"}
         self.store = store_from_params(self.store_options)
-        monkeypatch.setattr(secretserver_rotation, "utcnow",
-                            lambda: datetime.datetime.fromtimestamp(int(sim.clock.now()), tz=datetime.timezone.utc))
+        now = functools.partial(lambda clock: datetime.datetime.fromtimestamp(int(clock.now()), tz=datetime.timezone.utc), sim.clock)
+        monkeypatch.setattr(secretserver_rotation, "utcnow", now)
+        # One clock decides expiry and the age and lease of intents: the driver's flows read it too.
+        monkeypatch.setattr(driver, "Flow", functools.partial(Flow, now=now))
 
     def run(self, **args):
         full = {"url": self.sim.api_url, "store": self.store_options, "username": USER, "password": PASSWORD, "retries": 0}
@@ -256,6 +261,36 @@ def test_interrupted_refresh_of_a_dead_holder_is_recovered_with_the_password_gra
     result = h.run()
     assert result["action"] == "recovered" and result["method"] == "password", result
     assert h.sim.count_grants("refresh", ok=None) == 0     # the possibly used refresh token is never sent again
+
+
+@pytest.mark.parametrize("revokes", [False, True], ids=["refresh-keeps-access", "refresh-ends-access"])
+def test_a_refresh_intent_says_whether_the_stored_token_still_works(make_harness, revokes):
+    """Whether a refresh ends the access token it replaces is not documented (refresh_revokes_previous_access): the
+    first refresh's intent says the stored token may not work; each refresh checks the token it replaced, and the
+    intents that follow say what this server does. A consumer is never told a dead token works."""
+    h = make_harness(refresh_revokes_previous_access=revokes)
+    h.run()
+    usable = []
+    for _refresh in range(3):
+        due_soon(h)
+        h.sim.faults.clear()
+        h.sim.faults.add("POST", TOKEN_PATH, "hang_after_commit", delay=120)
+        results = []
+        run = threading.Thread(target=lambda: results.append(h.run()))
+        run.start()
+        try:
+            assert h.sim.faults.committed.wait(120), "the refresh never arrived"
+            held = h.record()       # the refresh is done in Secret Server, its answer not yet back
+            assert held["pending"]["step"] == "refreshing"
+            usable.append(held["pending"]["secret_usable"])
+            if held["pending"]["secret_usable"]:
+                assert h.sim.token_works(held["secret"])
+        finally:
+            h.sim.faults.release.set()
+            run.join(120)
+        assert results and results[0]["method"] == "refresh", results
+    assert usable == [False, not revokes, not revokes]
+    assert h.record()["refresh_keeps_access"] is (not revokes)
 
 
 def test_live_intent_of_another_run_backs_off(make_harness):
