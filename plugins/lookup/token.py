@@ -17,7 +17,9 @@ description:
     says whether the stored secret still works at its step. It does during an overlap before its
     promotion, a DPA adoption or an Open Payments grant request; it may not during a DAS regenerate
     in place, an Open Payments rotation or a revocation. The lookup returns the secret while it still
-    works and fails, saying why, only where it may be dead (unless O(allow_pending=true)).
+    works and fails, saying why, only where it may be dead (unless O(allow_pending=true)). It
+    also fails, saying why, where a run found the stored secret may be dead and could not replace it
+    yet (a Secret Server token whose refresh chain ended and whose login failed).
   - Fails when an entry is missing or has no such key.
 author:
   - tokenops developers (@tokenops)
@@ -63,6 +65,7 @@ from ansible.errors import AnsibleLookupError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.lookup import LookupBase
 
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import SECRET_UNUSABLE
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     StoreError,
     check_path,
@@ -88,6 +91,11 @@ class LookupModule(LookupBase):
                 entry = store.read(path)
                 if not entry.data:
                     raise AnsibleLookupError("tokenops.rotation.token: no store entry at %s (%s)" % (path, store.describe()))
+                unusable = entry.data.get(SECRET_UNUSABLE)
+                if unusable and not self.get_option("allow_pending"):
+                    raise AnsibleLookupError("tokenops.rotation.token: the secret stored at %s may no longer work: %s (since %s). "
+                                             "The next rotation run replaces it; set allow_pending=true to read the stored value anyway"
+                                             % (path, unusable.get("reason"), unusable.get("since")))
                 pending = entry.data.get("pending")
                 if pending and not pending.get("secret_usable") and not self.get_option("allow_pending"):
                     raise AnsibleLookupError("tokenops.rotation.token: the secret stored at %s may no longer work: a rotation is "

@@ -33,6 +33,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.das import (
 from ansible_collections.tokenops.rotation.plugins.module_utils.driver import Plan, Steps
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import (
+    SECRET_UNUSABLE,
     FlowError,
     iso,
     minted_fields,
@@ -109,8 +110,8 @@ class DasSteps(Steps):
         def run(token):
             out = {}
             if cleanup:
-                out["revoked_token_id"] = self.revoke_previous(token, then=self._next_step(spec, live_id, reason, mint, overlap,
-                                                                                        update, bind_plan))
+                then = self._next_step(spec, live_id, reason, mint, overlap, update, bind_plan)
+                out["revoked_token_id"] = self.revoke_previous(token, then=then)
             if overlap:
                 out.update(self.create_overlap(token, spec, self._other_id(spec, live_id), live_id))
             elif mint:
@@ -258,7 +259,13 @@ class DasSteps(Steps):
         bindings = created and spec.get("role_bindings") is not None
         # The role bindings of a new token are changes too: the intent stays until they are made.
         self._persist_new(token, fields, token_id, remove=("verified",), next_step="binding" if bindings else next_step)
-        out = {"verified": self.verify(token_id, secret, spec.get("allow_path_patterns"))}
+        try:
+            out = {"verified": self.verify(token_id, secret, spec.get("allow_path_patterns"))}
+        except FlowError as exc:
+            if exc.details.get("secret_dead"):
+                # The secret just stored is proven dead: consumers must not get it until the next run mints again.
+                flow.persist({SECRET_UNUSABLE: {"reason": str(exc), "since": iso(utcnow())}}, keep_pending=bool(flow.pending))
+            raise
         if bindings:
             self.apply_bindings(token_id, self._binding_plan(token_id, spec))
         return out
@@ -278,7 +285,7 @@ class DasSteps(Steps):
     def _persist_new(self, token, fields, token_id, remove=(), next_step=None, **step_data):
         flow = token.flow
         try:
-            flow.persist(fields, remove=remove, next_step=next_step, secret_usable=True, **step_data)
+            flow.persist(fields, remove=tuple(remove) + (SECRET_UNUSABLE,), next_step=next_step, secret_usable=True, **step_data)
         except StoreError as exc:
             raise FlowError("Styra DAS issued a new secret for %s but the store failed to save it: %s. The old secret no longer "
                             "works. The rotation intent %s is recorded at %s, so the next run regenerates %s again"
@@ -434,7 +441,7 @@ class DasSteps(Steps):
                               % (path, token_id))
                 return "unproven"
             raise FlowError("Styra DAS: verify: the new secret of %s is stored but does not authenticate (HTTP 401 on %s); the "
-                            "next run mints it again" % (token_id, path), step="verify")
+                            "next run mints it again" % (token_id, path), step="verify", details={"secret_dead": True})
         if status == 403:
             if self.params["verify"]["require_authorized"]:
                 raise FlowError("Styra DAS: verify: the new secret of %s authenticates but lacks the right to %s (HTTP 403); "

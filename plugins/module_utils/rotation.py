@@ -30,6 +30,10 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
 # "removed": the store entry was deleted but the credential lives on in the product (DPA has no delete API).
 ACTIONS = ("none", "created", "updated", "rotated", "revoked", "recovered", "needs_reconcile", "needs_interaction", "removed")
 
+# A record key set, outside any intent, when the stored secret may no longer work (for example a Secret Server token
+# whose refresh token was spent and whose login failed): {reason, since}. The token lookup refuses such a secret.
+SECRET_UNUSABLE = "secret_unusable"
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

@@ -35,6 +35,7 @@ import datetime
 from ansible_collections.tokenops.rotation.plugins.module_utils.driver import Plan, Steps
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import (
+    SECRET_UNUSABLE,
     BackOff,
     FlowError,
     fingerprint,
@@ -292,9 +293,18 @@ class SecretServerSteps(Steps):
                                           "Put the right password where the task reads it (password or TSS_PASSWORD) and run "
                                           "the task again: it logs in and stores a new token at %s" % flow.path])
 
-    def mark_login_required(self, flow, reason):
-        """The refresh chain is over: drop the spent refresh token, clear the intent, say why."""
-        flow.persist({"login_required": {"reason": reason, "since": iso(utcnow())}, "refreshes_remaining": 0}, remove=REFRESH_KEYS)
+    def mark_login_required(self, flow, reason, token_dead=None):
+        """The refresh chain is over: drop the spent refresh token, clear the intent, say why.
+
+        The stored access token may be dead too (rejected, or its refresh token spent on a server that may end the
+        replaced token): then the record says so, and the token lookup refuses it until a login stores a new one.
+        """
+        if token_dead is None:
+            token_dead = not self.refresh_keeps_access(flow.record or {})
+        changes = {"login_required": {"reason": reason, "since": iso(utcnow())}, "refreshes_remaining": 0}
+        if token_dead and (flow.record or {}).get("secret"):
+            changes[SECRET_UNUSABLE] = {"reason": reason, "since": iso(utcnow())}
+        flow.persist(changes, remove=REFRESH_KEYS)
 
     def store_grant(self, token, grant, method, reason, vault_url=None):
         """Persist the new access (and refresh) token before anything else, then verify it.
@@ -321,7 +331,7 @@ class SecretServerSteps(Steps):
             "refreshes_remaining": remaining,
             "session_expires_at": iso(session_end(expires_at, grant.expires_in, remaining)),
         }
-        remove = ["login_required", "verified"]
+        remove = ["login_required", "verified", SECRET_UNUSABLE]
         if refresh_token:
             extra.update(refresh_token=refresh_token, refresh_fingerprint=fingerprint(refresh_token),
                          refresh_expires_at=iso(now + datetime.timedelta(seconds=grant.expires_in + REFRESH_GRACE_SECONDS)))
@@ -373,7 +383,7 @@ class SecretServerSteps(Steps):
             return None
         status, _user = self.ss.check(api_url, token)
         if status != 200:
-            self.mark_login_required(flow, "the new token was rejected (HTTP %d) right after it was stored" % status)
+            self.mark_login_required(flow, "the new token was rejected (HTTP %d) right after it was stored" % status, token_dead=True)
             raise FlowError("%s: verify: the new token is stored but Secret Server rejects it (HTTP %d on users/current); "
                             "the next run logs in again" % (PRODUCT, status), step="verify", details={"changed": True})
         return "authorized"

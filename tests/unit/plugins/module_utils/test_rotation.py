@@ -353,7 +353,7 @@ def test_a_renewed_lease_keeps_the_intent_live(store):
     writer = make_flow(store, holder=FOREIGN, clock=clock, lease=30)
     writer.load()
     writer.begin("minting")
-    for _ in range(5):
+    for _beat in range(5):
         clock.value += datetime.timedelta(seconds=20)
         assert writer.renew() is True
     reader = make_flow(store, holder="runner-b.example:200", clock=Clock(clock.value + datetime.timedelta(seconds=25)))
