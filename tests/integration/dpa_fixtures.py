@@ -98,3 +98,19 @@ def assert_idempotent(runner, dpa, store, **options):
     assert dpa.sim.count(writes_only=True) == 0, [(r.method, r.path) for r in dpa.sim.requests]
     assert store.writes() == writes
     return result
+
+
+def raw_store(store):
+    """The collection's own store client on the test's store, for writing records as another run left them."""
+    from ansible_collections.tokenops.rotation.plugins.module_utils.store import resolve_store_params, store_from_params
+    options = dict(store.options)
+    if store.backend == "vault":
+        options.update(url=store.bao.url, token=store.bao.token)
+    return store_from_params(resolve_store_params(options))
+
+
+def write_record(store, dpa, record, token_id="reporting"):
+    """Put a record into the store directly (check-and-set on what is there), the way a killed run leaves it."""
+    raw = raw_store(store)
+    path = "%s/dpa/%s/%s" % (store.prefix, dpa.host, token_id)
+    return raw.write(path, record, raw.read(path).version)
