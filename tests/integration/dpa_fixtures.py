@@ -114,3 +114,32 @@ def write_record(store, dpa, record, token_id="reporting"):
     raw = raw_store(store)
     path = "%s/dpa/%s/%s" % (store.prefix, dpa.host, token_id)
     return raw.write(path, record, raw.read(path).version)
+
+
+# The options of the lookups with their documented defaults, for running them in process.
+LOOKUP_DEFAULTS = {
+    "token": {"key": "secret", "allow_pending": False},
+    "dpa_access_token": {"validate_certs": True, "ca_path": None, "timeout": 30, "retries": 3, "renew_before": "60s", "probe": True},
+}
+
+
+def lookup(name, terms, store, **options):
+    """Run the collection's lookup `name` in process, as a consumer's task would; AnsibleLookupError when it refuses.
+
+    Ansible's option plumbing needs the plugin loader, so the options are handed over as resolved values.
+    """
+    import importlib
+    plugin = importlib.import_module("ansible_collections.tokenops.rotation.plugins.lookup.%s" % name).LookupModule
+    store_options = dict(store.options)
+    if store.backend == "vault":
+        store_options.update(url=store.bao.url, token=store.bao.token)
+    values = dict(LOOKUP_DEFAULTS[name], store=store_options, **options)
+
+    class InProcess(plugin):
+        def set_options(self, task_keys=None, var_options=None, direct=None):
+            pass
+
+        def get_option(self, option, hostvars=None):
+            return values[option]
+
+    return InProcess().run(terms, variables={})

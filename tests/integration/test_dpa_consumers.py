@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from conftest import wait_for
-from dpa_fixtures import dpa_task, record_of, run_dpa
+from dpa_fixtures import dpa_task, lookup, record_of, run_dpa
 # Fixtures: pytest finds them by name in this module.
 from consumer_fixtures import bao_store  # noqa: F401 pylint: disable=unused-import
 from dpa_fixtures import dpa, dpa_factory  # noqa: F401  # pylint: disable=unused-import
@@ -20,20 +20,12 @@ pytestmark = pytest.mark.integration
 TOKEN_PATH = r"^/iwc/api/security/oauth/token$"
 
 
-def store_options(store):
-    options = dict(store.options)
-    options.update(url=store.bao.url, token=store.bao.token)
-    return options
-
-
 def consumer_refresh_token(store, dpa):
-    from ansible_collections.tokenops.rotation.plugins.lookup.token import LookupModule
-    return LookupModule().run(["dpa/%s/reporting" % dpa.host], variables={}, store=store_options(store))[0]
+    return lookup("token", ["dpa/%s/reporting" % dpa.host], store)[0]
 
 
 def consumer_access_token(store, dpa):
-    from ansible_collections.tokenops.rotation.plugins.lookup.dpa_access_token import LookupModule
-    return LookupModule().run(["reporting"], variables={}, url=dpa.url, ca_path=dpa.ca_path, store=store_options(store))[0]
+    return lookup("dpa_access_token", ["reporting"], store, url=dpa.url, ca_path=dpa.ca_path)[0]
 
 
 def monitors_status(dpa, access_token):

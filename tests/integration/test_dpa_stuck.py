@@ -10,7 +10,7 @@ import hashlib
 
 import pytest
 
-from dpa_fixtures import record_of, run_dpa, write_record
+from dpa_fixtures import lookup, record_of, run_dpa, write_record
 # Fixtures: pytest finds them by name in this module.
 from dpa_fixtures import dpa, dpa_factory  # noqa: F401  # pylint: disable=unused-import
 
@@ -52,12 +52,8 @@ def stick(runner, dpa, store, step="adopting"):
 def consumer_secret(store, dpa):
     """What a consumer gets from the tokenops.rotation.token lookup for the entry (in process), or its refusal."""
     from ansible.errors import AnsibleLookupError
-    from ansible_collections.tokenops.rotation.plugins.lookup.token import LookupModule
-    options = dict(store.options)
-    if store.backend == "vault":
-        options.update(url=store.bao.url, token=store.bao.token)
     try:
-        return LookupModule().run(["dpa/%s/reporting" % dpa.host], variables={}, store=options)[0], None
+        return lookup("token", ["dpa/%s/reporting" % dpa.host], store)[0], None
     except AnsibleLookupError as exc:
         return None, str(exc)
 
