@@ -92,15 +92,19 @@ def test_store_down_during_adoption(runner, dpa, store, tokens):
     assert "the new refresh token 'reporting-new' works, but saving it as current failed" in result["msg"]
     assert "the next run completes the adoption" in result["msg"]
     record = record_of(store, dpa)
-    # Nothing is lost: the old token is current and works, the new one waits in the intent (or a Vault write
-    # that sat in the socket committed when the server woke up).
-    if record["secret"] == old:
+    # Nothing is lost: the old token is current and works, and the new one waits in the intent. With Vault, writes
+    # that sat in the socket commit when the server wakes up: the promotion (the new token is current), or the
+    # withdrawal of the intent that followed the failure (the old one stays current; the new one is adopted again).
+    assert record["secret"] in (old, new) and dpa.sim.refresh_token_works(record["secret"])
+    if record["secret"] == old and "pending" in record:
         assert record["pending"]["step"] == "adopting" and record["pending"]["new_secret"] == new
-        assert dpa.sim.refresh_token_works(old)
+        healed = run_dpa(runner, dpa, store, id="reporting")          # the next ordinary run completes the adoption
+        assert healed["action"] == "recovered", healed
     else:
-        assert store.backend == "vault" and record["secret"] == new
-    healed = run_dpa(runner, dpa, store, id="reporting")
-    assert healed["action"] in ("recovered", "none") and not healed["failed"], healed
+        assert store.backend == "vault", record
+        healed = run_dpa(runner, dpa, store, id="reporting", refresh_token=new, state="rotated")
+        assert healed["action"] == ("rotated" if record["secret"] == old else "none"), healed
+    assert not healed["failed"], healed
     record = record_of(store, dpa)
     assert record["secret"] == new and record["previous"]["secret"] == old and "pending" not in record
 
