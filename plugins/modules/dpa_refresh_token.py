@@ -113,7 +113,7 @@ options:
         O(access_token_renew_before) left and the probe (C(GET /iwc/api/databases/monitor-information))
         accepts it; otherwise the refresh token is exchanged again and the new access token is cached
         in the store entry with its expiry (check-and-set).
-      - Renewing the cached access token is a write to the store (check-and-set, no intent: nothing changes in DPA)
+      - Renewing the cached access token is a write to the store (check-and-set, without an intent since nothing changes in DPA)
         and is reported as a change, action V(updated).
       - The task must set C(no_log=true); the module refuses otherwise. The
         C(tokenops.rotation.dpa_access_token) lookup does the same without a task result.
