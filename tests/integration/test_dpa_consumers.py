@@ -72,3 +72,20 @@ def test_consumers_after_an_adoption_was_killed(runner, dpa, bao_store, adoption
     assert_consumers_work(bao_store, dpa, old)
     assert run_dpa(runner, dpa, bao_store, id="reporting")["action"] == "recovered"
     assert_consumers_work(bao_store, dpa, new)
+
+
+def test_access_token_lookup_losing_the_cache_race_still_hands_out_a_working_token(runner, dpa, bao_store, monkeypatch):
+    from ansible_collections.tokenops.rotation.plugins.module_utils import rotation
+    from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreConflict
+    old = dpa.issue("reporting")
+    assert run_dpa(runner, dpa, bao_store, id="reporting", refresh_token=old)["action"] == "created"
+    cached = record_of(bao_store, dpa)
+    dpa.sim.reboot()                                       # the cached access token is dead: the lookup exchanges again
+
+    def another_writer_first(self, record):
+        raise StoreConflict("another run wrote first")
+
+    monkeypatch.setattr(rotation.Flow, "_write", another_writer_first)
+    access = consumer_access_token(bao_store, dpa)
+    assert monitors_status(dpa, access) == 200 and access != cached["access_token"]
+    assert record_of(bao_store, dpa) == cached             # not cached, and nothing else written
