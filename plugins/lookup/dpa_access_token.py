@@ -104,7 +104,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.dpa import (
     validate_token_id,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError, HttpClient, Redactor
-from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import Flow, FlowError, parse_duration
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import BackOff, Flow, FlowError, parse_duration
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     StoreError,
     check_path,
@@ -168,9 +168,10 @@ class LookupModule(LookupBase):
         redactor.add(record["secret"])
         access, renewed, _how, _probe = tokens.current(record, "exchange the refresh token stored at %s" % path)
         if renewed and not check_mode:
+            # A store write without an intent (nothing changes in DPA), with check-and-set; an adoption's intent stays.
             try:
                 flow.persist(cache_fields(access), keep_pending=True)
-            except FlowError:
+            except (BackOff, FlowError):
                 display.warning("%s: %s changed while the access token was renewed; it is returned but not cached" % (NAME, path))
             except StoreError as exc:
                 display.warning("%s: the access token is returned but caching it failed: %s" % (NAME, redactor.scrub(to_native(exc))))

@@ -126,6 +126,11 @@ class Steps:
         """Add the product's fields to a result (both modes); return it."""
         return result
 
+    def decorate_failure(self, token, result, record):
+        """Add the product's fields to a failed or backed-off result; `record` is the entry as this run last saw it
+        (None when it could not be read). Must not raise; return the result."""
+        return result
+
     # -- shared helpers for steps
 
     def unknown_step(self, token):
@@ -361,6 +366,8 @@ class Driver:
                 result[key] = pending[key]
         if token is not None and token.flow.writes and token.flow.record != token.flow.before:
             result["changed"] = True
+        if token is not None:
+            result = self.steps.decorate_failure(token, result, token.flow.record)
         return result
 
     def _failed(self, token, why, action=None, step=None, steps=None, details=None, **extra):
@@ -376,6 +383,8 @@ class Driver:
             result["reconcile_steps"] = [self.mod.redactor.scrub(s) for s in (steps or [result["msg"]])]
         result.update(extra)
         result.update(details or {})
+        if token is not None:
+            result = self.steps.decorate_failure(token, result, flow.record)
         return result
 
     @staticmethod

@@ -22,6 +22,10 @@ description:
   - O(state=rotated) adopts a new refresh token an administrator made. The new token is written to
     the store as the intent of the adoption, exchanged, and promoted only when the exchange works;
     the old one stays current until then and is kept as C(previous) afterwards.
+  - An adoption that was interrupted (the run was killed, the store went away) is finished by the next
+    run when DPA accepts its token, and withdrawn, keeping the stored token, when DPA refuses it. When
+    neither works the result is C(needs_reconcile) with the steps a person takes. A later
+    O(state=rotated) with another token supersedes it.
   - O(state=absent) deletes the store entry. The token itself lives on in DPA until a person deletes
     it in the web interface, which the result says plainly.
   - O(warn_before) and O(fail_before) turn the silent expiry of a refresh token into a warning and
@@ -109,7 +113,8 @@ options:
         O(access_token_renew_before) left and the probe (C(GET /iwc/api/databases/monitor-information))
         accepts it; otherwise the refresh token is exchanged again and the new access token is cached
         in the store entry with its expiry (check-and-set).
-      - Renewing the cached access token is not reported as a change.
+      - Renewing the cached access token is a write to the store (check-and-set, without an intent since nothing changes in DPA)
+        and is reported as a change, action V(updated).
       - The task must set C(no_log=true); the module refuses otherwise. The
         C(tokenops.rotation.dpa_access_token) lookup does the same without a task result.
     type: bool
@@ -185,8 +190,9 @@ changed:
 action:
   description:
     - V(none), V(created) (stored for the first time), V(updated) (the cached access token was
-      renewed in the store), V(rotated) (a new token adopted), V(recovered) (an interrupted adoption was completed), V(removed) (the store entry was deleted;
-      see RV(manual_step)), V(needs_reconcile) (the stored token no longer works; see RV(msg)).
+      renewed in the store), V(rotated) (a new token adopted), V(recovered) (an interrupted adoption was completed, or
+      withdrawn because DPA refuses its token while the stored one works), V(removed) (the store entry was deleted;
+      see RV(manual_step)), V(needs_reconcile) (the stored token no longer works; see RV(msg) and RV(reconcile_steps)).
   returned: when O(id) is given
   type: str
   sample: rotated
@@ -210,8 +216,10 @@ issued_at:
   returned: when a token is stored
   type: str
 expires_at:
-  description: When the refresh token expires (its C(exp) claim; UTC, ISO 8601), or null when it never expires.
-  returned: when O(id) is given
+  description:
+    - When the stored refresh token expires (its C(exp) claim; UTC, ISO 8601), or null when it never expires or
+      nothing could be read. With V(removed), the expiry of the token that lives on in DPA.
+  returned: always, in each result
   type: str
   sample: "2026-03-01T08:00:00Z"
 never_expires:
@@ -219,12 +227,14 @@ never_expires:
   returned: when a token is stored
   type: bool
 days_left:
-  description: Whole days until the refresh token expires; null when it never expires.
-  returned: when a token is stored
+  description: Whole days until the refresh token expires; null when it never expires or nothing could be read.
+  returned: always, in each result (failed and backed-off ones too)
   type: int
 expiry_status:
-  description: V(ok), V(warn) (within O(warn_before)), V(fail) (within O(fail_before)), V(expired) or V(never).
-  returned: when a token is stored
+  description:
+    - V(ok), V(warn) (within O(warn_before)), V(fail) (within O(fail_before)), V(expired) or V(never); null when
+      nothing could be read. With V(removed), the removed token's status without the thresholds.
+  returned: always, in each result (failed and backed-off ones too)
   type: str
 validated_by:
   description:
@@ -255,7 +265,16 @@ previous:
       type: str
 manual_step:
   description: What a person must do in DPA's web interface (delete a replaced or removed refresh token there).
-  returned: with V(rotated), V(recovered) and V(removed)
+  returned: with V(rotated), V(removed), and V(recovered) when an interrupted adoption was completed
+  type: str
+reconcile_steps:
+  description: What a person must do, in order, when RV(action) is V(needs_reconcile).
+  returned: with V(needs_reconcile)
+  type: list
+  elements: str
+recovered_step:
+  description: The step of the interrupted adoption this run found (V(adopting)).
+  returned: when the run found an interrupted adoption
   type: str
 names_in_dpa:
   description: The names in DPA of the refresh tokens whose store entry was removed.
@@ -279,6 +298,14 @@ backed_off:
   description: True when another run held the store entry and this one left it alone.
   returned: when it happened
   type: bool
+holder:
+  description: The run (host and process) that holds the store entry, when this one backed off.
+  returned: with RV(backed_off)
+  type: str
+lease_expires_at:
+  description: Until when that run's intent is valid unless it renews it (UTC, ISO 8601).
+  returned: with RV(backed_off)
+  type: str
 access_token:
   description: An access token of the stored refresh token. Only with O(return_access_token=true).
   returned: when O(return_access_token=true)
@@ -315,7 +342,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.dpa import (
     threshold_seconds,
     validate_token_id,
 )
-from ansible_collections.tokenops.rotation.plugins.module_utils.dpa_rotation import DpaRotation
+from ansible_collections.tokenops.rotation.plugins.module_utils.dpa_rotation import DpaSteps
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import (
     InputError,
     TokenModule,
@@ -348,6 +375,7 @@ class DpaRefreshTokenModule(TokenModule):
     product = "dpa"
     product_name = "SolarWinds DPA"
     url_env = "DPA_URL"
+    guarded = True
 
     def __init__(self):
         super(DpaRefreshTokenModule, self).__init__(
@@ -415,11 +443,8 @@ class DpaRefreshTokenModule(TokenModule):
     # -- the run
 
     def run(self):
-        self.rotation = DpaRotation(self, DpaClient(self.http()))
+        self.use_steps(DpaSteps(self, DpaClient(self.http())))
         super(DpaRefreshTokenModule, self).run()
-
-    def run_token(self, spec):
-        return self.rotation.run(spec)
 
 
 def main():

@@ -98,3 +98,48 @@ def assert_idempotent(runner, dpa, store, **options):
     assert dpa.sim.count(writes_only=True) == 0, [(r.method, r.path) for r in dpa.sim.requests]
     assert store.writes() == writes
     return result
+
+
+def raw_store(store):
+    """The collection's own store client on the test's store, for writing records as another run left them."""
+    from ansible_collections.tokenops.rotation.plugins.module_utils.store import resolve_store_params, store_from_params
+    options = dict(store.options)
+    if store.backend == "vault":
+        options.update(url=store.bao.url, token=store.bao.token)
+    return store_from_params(resolve_store_params(options))
+
+
+def write_record(store, dpa, record, token_id="reporting"):
+    """Put a record into the store directly (check-and-set on what is there), the way a killed run leaves it."""
+    raw = raw_store(store)
+    path = "%s/dpa/%s/%s" % (store.prefix, dpa.host, token_id)
+    return raw.write(path, record, raw.read(path).version)
+
+
+# The options of the lookups with their documented defaults, for running them in process.
+LOOKUP_DEFAULTS = {
+    "token": {"key": "secret", "allow_pending": False},
+    "dpa_access_token": {"validate_certs": True, "ca_path": None, "timeout": 30, "retries": 3, "renew_before": "60s", "probe": True},
+}
+
+
+def lookup(name, terms, store, **options):
+    """Run the collection's lookup `name` in process, as a consumer's task would; AnsibleLookupError when it refuses.
+
+    Ansible's option plumbing needs the plugin loader, so the options are handed over as resolved values.
+    """
+    import importlib
+    plugin = importlib.import_module("ansible_collections.tokenops.rotation.plugins.lookup.%s" % name).LookupModule
+    store_options = dict(store.options)
+    if store.backend == "vault":
+        store_options.update(url=store.bao.url, token=store.bao.token)
+    values = dict(LOOKUP_DEFAULTS[name], store=store_options, **options)
+
+    class InProcess(plugin):
+        def set_options(self, task_keys=None, var_options=None, direct=None):
+            pass
+
+        def get_option(self, option, hostvars=None):
+            return values[option]
+
+    return InProcess().run(terms, variables={})

@@ -92,15 +92,19 @@ def test_store_down_during_adoption(runner, dpa, store, tokens):
     assert "the new refresh token 'reporting-new' works, but saving it as current failed" in result["msg"]
     assert "the next run completes the adoption" in result["msg"]
     record = record_of(store, dpa)
-    # Nothing is lost: the old token is current and works, the new one waits in the intent (or a Vault write
-    # that sat in the socket committed when the server woke up).
-    if record["secret"] == old:
+    # Nothing is lost: the old token is current and works, and the new one waits in the intent. With Vault, writes
+    # that sat in the socket commit when the server wakes up: the promotion (the new token is current), or the
+    # withdrawal of the intent that followed the failure (the old one stays current; the new one is adopted again).
+    assert record["secret"] in (old, new) and dpa.sim.refresh_token_works(record["secret"])
+    if record["secret"] == old and "pending" in record:
         assert record["pending"]["step"] == "adopting" and record["pending"]["new_secret"] == new
-        assert dpa.sim.refresh_token_works(old)
+        healed = run_dpa(runner, dpa, store, id="reporting")          # the next ordinary run completes the adoption
+        assert healed["action"] == "recovered", healed
     else:
-        assert store.backend == "vault" and record["secret"] == new
-    healed = run_dpa(runner, dpa, store, id="reporting")
-    assert healed["action"] in ("recovered", "none") and not healed["failed"], healed
+        assert store.backend == "vault", record
+        healed = run_dpa(runner, dpa, store, id="reporting", refresh_token=new, state="rotated")
+        assert healed["action"] == ("rotated" if record["secret"] == old else "none"), healed
+    assert not healed["failed"], healed
     record = record_of(store, dpa)
     assert record["secret"] == new and record["previous"]["secret"] == old and "pending" not in record
 
@@ -109,7 +113,8 @@ def test_store_down_before_adoption(runner, dpa, file_store, file_tokens):
     old, new = file_tokens
     with file_store.outage():
         result = run_dpa(runner, dpa, file_store, id="reporting", refresh_token=new, state="rotated")
-    assert result["failed"] and result["step"] == "read store" and "read the store entry of reporting failed" in result["msg"], result
+    assert result["failed"] and result["action"] == "failed" and "SolarWinds DPA: store (file " in result["msg"], result
+    assert result["expiry_status"] is None                 # nothing could be read
     assert dpa.sim.count() == 0
     assert_old_current(file_store, dpa, old)
 
@@ -129,16 +134,27 @@ def test_killed_during_adoption_the_next_run_completes_it(runner, dpa, file_stor
     assert record["secret"] == new and record["previous"]["token_id"] == "reporting-old" and "pending" not in record
 
 
-def test_a_concurrent_run_backs_off(runner, dpa, file_store, file_tokens):
+@pytest.mark.parametrize("second_state", ["present", "rotated"])
+def test_a_concurrent_run_backs_off(runner, dpa, file_store, file_tokens, second_state):
     old, new = file_tokens
-    dpa.sim.faults.add("POST", TOKEN_PATH, "latency", delay=3)
-    proc, results = runner.start([dpa_task(dpa, file_store, id="reporting", refresh_token=new, state="rotated")], env={})
-    wait_for(lambda: "pending" in record_of(file_store, dpa), "the first run's intent")
-    second = run_dpa(runner, dpa, file_store, id="reporting")
+    # The first run is held inside the exchange of the new token (its intent recorded) until the second has finished.
+    dpa.sim.faults.add("POST", TOKEN_PATH, "latency", delay=300)
+    first_task = dpa_task(dpa, file_store, id="reporting", refresh_token=new, state="rotated", timeout=300)
+    proc, results = runner.start([first_task], env={})
+    wait_for(dpa.sim.faults.arrived.is_set, "the first run's exchange of the new token", timeout=300)
+    held = record_of(file_store, dpa)
+    assert held["pending"]["step"] == "adopting" and held["pending"]["secret_usable"] is True and held["secret"] == old
+    other = {"refresh_token": dpa.issue("reporting-other")} if second_state == "rotated" else {}
+    second = run_dpa(runner, dpa, file_store, id="reporting", state=second_state, **other)
+    dpa.sim.faults.release.set()
     first = runner.finish(proc, results).result
     assert first["action"] == "rotated", first
-    assert second["backed_off"] is True and second["changed"] is False and "is being changed by" in second["msg"], second
-    assert record_of(file_store, dpa)["secret"] == new
+    assert second["backed_off"] is True and second["changed"] is False and not second["failed"], second
+    assert "is being changed by" in second["msg"] and second["holder"] == held["pending"]["holder"] and second["lease_expires_at"]
+    assert second["expiry_status"] == "ok" and second["expires_at"] == held["expires_at"]    # the fleet report's fields
+    assert dpa.posts() == 1                               # the first run's exchange; the second sent nothing
+    record = record_of(file_store, dpa)
+    assert record["secret"] == new and record["previous"]["secret"] == old and "pending" not in record
 
 
 @pytest.mark.parametrize("fault, expect", [

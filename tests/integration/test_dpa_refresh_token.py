@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from dpa_fixtures import DAY, assert_idempotent, dpa_task, record_of, run_dpa
+from dpa_fixtures import DAY, assert_idempotent, dpa_task, record_of, run_dpa, write_record
 # Fixtures: pytest finds them by name in this module.
 from dpa_fixtures import dpa, dpa_factory  # noqa: F401  # pylint: disable=unused-import
 
@@ -108,13 +108,16 @@ def test_expiry_crossed_on_the_server_and_on_the_controller(runner, dpa, store):
     assert "no longer works" in result["msg"] and "state: rotated" in result["msg"] and "HTTP 400" in result["msg"]
     assert record_of(store, dpa, "short")["secret"] == short   # the store is left as it was
     dpa.sim.clock.set(time.time())
-    issued = int(time.time())
-    seconds = dpa.issue("seconds", seconds=8)      # long enough to be stored by a run on a busy machine
-    assert run_dpa(runner, dpa, store, id="seconds", refresh_token=seconds, warn_before="", fail_before="")["action"] == "created"
-    time.sleep(max(0.0, issued + 8.2 - time.time()))
+    # The controller's clock has passed the exp of the stored token (written as a run stored it a while ago): the
+    # module decides without asking DPA.
+    lapsed = dpa.sim.issue_refresh_token("lapsed", expires_at=time.time() - 60)
+    stored = record_of(store, dpa, "short")
+    stored.update(secret=lapsed, fingerprint="sha256:" + hashlib.sha256(lapsed.encode()).hexdigest()[:12], token_id="lapsed")
+    write_record(store, dpa, stored, "lapsed")
     dpa.sim.reset_counts()
-    result = run_dpa(runner, dpa, store, id="seconds", warn_before="", fail_before="")
+    result = run_dpa(runner, dpa, store, id="lapsed", warn_before="", fail_before="")
     assert result["failed"] and result["action"] == "needs_reconcile" and "expired at" in result["msg"], result
+    assert result["expiry_status"] == "expired" and any("state: rotated" in s for s in result["reconcile_steps"]), result
     assert dpa.sim.count() == 0                              # the module's own clock decided: no request
 
 

@@ -65,6 +65,8 @@ def test_role_adopts_removes_and_reports_a_failure(runner, dpa, file_store, tmp_
     assert run.rc == 0, run
     rows = report(tmp_path)
     assert rows["reporting"]["action"] == "rotated" and rows["reporting"]["token_id"] == "reporting-q2"
+    assert "'reporting-q1'" in rows["reporting"]["manual_step"] and rows["reporting"]["days_left"] in (89, 90)
+    assert rows["reporting"]["expiry_status"] == "ok" and rows["archive"]["expiry_status"] == "ok"
     assert rows["archive"]["action"] == "removed" and "Refresh Token Management" in rows["archive"]["msg"]
     assert file_store.read("%s/dpa/dpa-a/archive" % file_store.prefix) is None
     # A token within fail_before fails the run, and the report is written all the same.

@@ -335,3 +335,164 @@ def test_token_module_without_policy_options(monkeypatch):
     assert with_policy.policy is not None and with_policy.params["rotate_before"] == "20%"
     with pytest.raises(SystemExit):
         build({"url": "https://x", "rotate_before": "1d", "store": {"vault_password": "p"}}, policy_options=False)
+
+
+# ---- the steps on the driver (in process: a file store and the simulator) ------------------------
+
+class FakeModule:
+    """What the driver and DpaSteps use of the module: options, the store, the guarded HTTP client, warnings."""
+
+    def __init__(self, store, sim, state="present", check=False, return_access_token=False):
+        from types import SimpleNamespace
+
+        from ansible_collections.tokenops.rotation.plugins.module_utils.driver import ChangeGuard
+        self.module = SimpleNamespace(check_mode=check)
+        self.params = {"state": state, "return_access_token": return_access_token, "return_secret": False}
+        self.guard = ChangeGuard()
+        # The guard is wired as in a guarded module: a change without this run's intent would raise IntentMissing.
+        self.http = HttpClient(PRODUCT, api_url(sim.base_url), ca_path=sim.ca_path, sleep=lambda _s: None, change_guard=self.guard)
+        self.redactor = self.http.redactor
+        self.store = store
+        self.lease, self.lock_timeout, self.renew_before = 60.0, 300.0, 60.0
+        self.warnings = []
+
+    def secret(self, value):
+        self.redactor.add(value)
+        return value
+
+    def warn(self, text):
+        self.warnings.append(text)
+
+    @staticmethod
+    def store_path(token_id, explicit=None):
+        return explicit or "t/dpa/sim/%s" % token_id
+
+
+class ConflictOnce:
+    """A store whose next write loses a check-and-set race (another writer got there first)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.armed = False
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+    def write(self, path, data, cas):
+        from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreConflict
+        if self.armed:
+            self.armed = False
+            raise StoreConflict("version moved on")
+        return self.store.write(path, data, cas)
+
+
+@pytest.fixture
+def on_driver(tmp_path, make_dpa):
+    """run(token=..., **options) -> (result, record, module): one token through the driver with DpaSteps."""
+    from ansible_collections.tokenops.rotation.plugins.module_utils.driver import Driver
+    from ansible_collections.tokenops.rotation.plugins.module_utils.dpa_rotation import DpaSteps
+    from ansible_collections.tokenops.rotation.plugins.module_utils.store_file import FileStore
+    sim, _client = make_dpa()
+    store = ConflictOnce(FileStore(str(tmp_path / "store.vault"), vault_password="pw"))
+
+    def run(token=None, state="present", check=False, return_access_token=False, warn="30d", fail="7d"):
+        mod = FakeModule(store, sim, state=state, check=check, return_access_token=return_access_token)
+        spec = {"id": "reporting", "store_path": None, "refresh_token": token, "claims": read_claims(token) if token else None,
+                "warn_seconds": threshold_seconds(warn, "warn_before"), "fail_seconds": threshold_seconds(fail, "fail_before")}
+        driver = Driver(mod, DpaSteps(mod, DpaClient(mod.http)))
+        try:
+            result = driver.run(spec)
+        finally:
+            driver.close()
+            mod.http.close()
+        return result, store.read("t/dpa/sim/reporting").data, mod
+
+    run.sim, run.store = sim, store
+    return run
+
+
+def stale(record, new, name, live=False):
+    """An adoption of `new` left by a run on another host; its lease ran out (or, live, it still runs)."""
+    until = "2999-01-01T00:00:00Z" if live else "2020-01-01T00:01:00Z"
+    started = datetime.datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if live else "2020-01-01T00:00:00Z"
+    return dict(record, pending={"rotation_id": "r-1", "step": "adopting", "started_at": started, "holder": "elsewhere:1",
+                                 "lease_expires_at": until, "secret_usable": True, "new_secret": new, "new_token_id": name})
+
+
+def stuck(run, live=False):
+    """'reporting-old' stored, and an adoption of 'reporting-new' by a run elsewhere recorded on it; returns both tokens."""
+    old, new = run.sim.issue_refresh_token("reporting-old"), run.sim.issue_refresh_token("reporting-new")
+    _result, record, _mod = run(old)
+    run.store.write("t/dpa/sim/reporting", stale(record, new, "reporting-new", live), run.store.read("t/dpa/sim/reporting").version)
+    return old, new
+
+
+def test_store_adopt_and_validate_send_no_change_and_pass_the_guard(on_driver):
+    sim = on_driver.sim
+    old, new = sim.issue_refresh_token("reporting-old"), sim.issue_refresh_token("reporting-new")
+    created, record, _mod = on_driver(old)
+    assert created["action"] == "created" and not created.get("failed") and "pending" not in record, created
+    assert (created["expiry_status"], created["validated_by"]) == ("ok", "exchange") and created["days_left"] in (89, 90)
+    rotated, record, _mod = on_driver(new, state="rotated")
+    assert rotated["action"] == "rotated" and record["secret"] == new and record["previous"]["secret"] == old, rotated
+    assert "reporting-old" in rotated["manual_step"] and rotated["previous"]["replaced_at"]
+    kept, _record, _mod = on_driver()
+    assert kept["action"] == "none" and kept["validated_by"] == "probe" and not kept["changed"], kept
+
+
+def test_a_renewed_access_token_is_cached_with_check_and_set_and_reported_updated(on_driver):
+    sim = on_driver.sim
+    on_driver(sim.issue_refresh_token("reporting"))
+    sim.reboot()
+    result, record, _mod = on_driver(return_access_token=True)
+    assert result["action"] == "updated" and result["changed"] and result["access_token"] == record["access_token"], result
+    sim.reboot()
+    on_driver.store.armed = True                          # another writer got there first: returned, not cached
+    result, after, mod = on_driver(return_access_token=True)
+    assert result["action"] == "none" and not result["changed"] and not result.get("backed_off"), result
+    assert sim.access_token_works(result["access_token"]) and after == record
+    assert any("returned but not cached" in w for w in mod.warnings)
+
+
+def test_recovery_completes_a_stuck_adoption(on_driver):
+    old, new = stuck(on_driver)
+    result, record, _mod = on_driver()
+    assert result["action"] == "recovered" and result["recovered_step"] == "adopting" and record["secret"] == new, result
+    assert record["previous"]["secret"] == old and "pending" not in record
+
+
+def test_recovery_withdraws_an_adoption_whose_token_dpa_refuses(on_driver):
+    sim = on_driver.sim
+    old, new = stuck(on_driver)
+    sim.delete_refresh_token(new)
+    result, after, mod = on_driver()
+    assert result["action"] == "recovered" and not result.get("failed") and after["secret"] == old and "pending" not in after
+    assert any("cannot complete" in w for w in mod.warnings) and result["expiry_status"] == "ok"
+
+
+def test_both_dead_is_needs_reconcile_with_steps_and_the_intent_stays(on_driver):
+    sim = on_driver.sim
+    old, new = stuck(on_driver)
+    sim.delete_refresh_token(new)
+    sim.delete_refresh_token(old)
+    result, after, _mod = on_driver()
+    assert result["failed"] and result["action"] == "needs_reconcile" and len(result["reconcile_steps"]) == 2, result
+    assert after["pending"]["new_secret"] == new and result["expiry_status"] == "ok" and result["days_left"] in (89, 90)
+    assert new not in str(result) and old not in str(result)
+
+
+def test_a_live_adoption_elsewhere_backs_off_with_the_expiry_fields(on_driver):
+    sim = on_driver.sim
+    stuck(on_driver, live=True)
+    sim.reset_counts()
+    result, _after, _mod = on_driver(sim.issue_refresh_token("reporting-other"), state="rotated", warn="100d")
+    assert result["backed_off"] and not result["changed"] and result["holder"] == "elsewhere:1", result
+    assert result["expiry_status"] == "warn" and result["days_left"] in (89, 90) and sim.count() == 0
+
+
+def test_check_mode_predicts_a_recovery_and_writes_nothing(on_driver):
+    stuck(on_driver)
+    before = on_driver.store.read("t/dpa/sim/reporting")
+    predicted, after, _mod = on_driver(check=True)
+    assert predicted["action"] == "recovered" and predicted["token_id"] == "reporting-new" and after == before.data, predicted
+    assert on_driver.store.read("t/dpa/sim/reporting").version == before.version
