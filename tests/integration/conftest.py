@@ -147,6 +147,18 @@ class StoreUnderTest:
         finally:
             os.close(lock_fd)
 
+    def rewrite(self, path, change):
+        """Change the stored record at a full entry path in place, as another process would (check-and-set)."""
+        params = dict(self.options)
+        if self.backend == "vault":
+            params.update(url=self.bao.url, token=self.bao.token)
+        from ansible_collections.tokenops.rotation.plugins.module_utils.store import store_from_params
+        with store_from_params(params) as backend:
+            entry = backend.read(path)
+            data = change(entry.data)
+            backend.write(path, data, entry.version)
+            return data
+
     def entry(self, product, host, token_id):
         return self.read("%s/%s/%s/%s" % (self.prefix, product, host, token_id))
 

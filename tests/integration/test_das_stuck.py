@@ -31,17 +31,17 @@ def path_of(store, das, token_id):
     return "%s/das/%s/%s" % (store.prefix, das.host, token_id)
 
 
-def leave_intent(store, das, token_id, step, usable, **data):
+def leave_intent(store, das, entry_id, step, usable, **data):
     """The record as a run killed on another host leaves it: its intent at `step`, its lease run out."""
     files = store._file_store()
-    entry = files.read(path_of(store, das, token_id))
+    entry = files.read(path_of(store, das, entry_id))
     now = datetime.datetime.now(datetime.timezone.utc)
     record = dict(entry.data or {"product": "das"})
     record["pending"] = dict(rotation_id=str(uuid.uuid4()), step=step, holder="awx-job-4711-node-b:77",
                              started_at=(now - datetime.timedelta(seconds=90)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                              lease_expires_at=(now - datetime.timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                              secret_usable=usable, **data)
-    files.write(path_of(store, das, token_id), record, entry.version)
+    files.write(path_of(store, das, entry_id), record, entry.version)
     return record
 
 

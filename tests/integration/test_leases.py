@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 APP = {"description": "app", "allow_path_patterns": ["^/v1/tokens/.*"], "ttl": "24h"}
 PUT_APP = r"^/v1/tokens/app$"
-LEASE = 3
+LEASE = 15    # renewed every 5 s: a heartbeat starved for 10 s on a loaded machine still keeps it
 
 
 def task(das, store, **options):
@@ -32,39 +32,48 @@ def parse(text):
     return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
 
 
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def iso(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_a_live_holder_renews_its_lease_and_a_holder_killed_on_another_host_releases_within_it(runner, das, file_store):
     env = das_env(das, file_store)
+    path = "%s/das/%s/app" % (file_store.prefix, das.host)
     assert runner.run([task(das, file_store)], env=env).result["action"] == "created"
-    das.sim.faults.add("PUT", PUT_APP, "latency", delay=300)
+    das.sim.faults.add("PUT", PUT_APP, "latency", delay=600)
     proc, results = runner.start([task(das, file_store, state="rotated")], env=env)
     wait_for(das.sim.faults.arrived.is_set, "the rotation to reach DAS", timeout=300)
     first_lease = entry(file_store, das)["pending"]["lease_expires_at"]
-    # The holder is alive and held inside its regenerate: its heartbeat keeps moving the lease on.
-    wait_for(lambda: entry(file_store, das)["pending"]["lease_expires_at"] > first_lease, "the lease to be renewed", timeout=120)
-    wait_for(lambda: datetime.datetime.now(datetime.timezone.utc) > parse(first_lease), "the first lease to run out", timeout=120)
+    # The holder is alive, held inside its regenerate: its heartbeat moves the lease on, past the first one.
+    wait_for(lambda: utcnow() > parse(first_lease), "the first lease to run out", timeout=120)
+    assert parse(entry(file_store, das)["pending"]["lease_expires_at"]) > parse(first_lease)
     late = runner.run([task(das, file_store, state="rotated")], env=env)
     assert late.result["backed_off"] is True and late.result["holder"], late.result
 
-    # Killed: and, as in another container, its host name is not this one, so only the lease can tell it died.
+    # Killed, and (as in another AWX container) on a host that is not this one: only its lease can tell it died.
+    # It had renewed its lease just before it died.
     pending = entry(file_store, das)["pending"]
     runner.crash(proc, results, pending)
-    files = file_store._file_store()
-    path = "%s/das/%s/app" % (file_store.prefix, das.host)
-    current = files.read(path)
-    moved = dict(current.data, pending=dict(current.data["pending"], holder="awx-job-99-node-b:" + pending["holder"].rsplit(":", 1)[1]))
-    files.write(path, moved, current.version)
-    lease_end = parse(moved["pending"]["lease_expires_at"])
-    started = parse(moved["pending"]["started_at"])
     das.sim.faults.clear()
+    lease_end = utcnow() + datetime.timedelta(seconds=LEASE)
 
-    # Inside the lease the next run leaves it alone; once the lease has run out it recovers, long before lock_timeout.
-    if datetime.datetime.now(datetime.timezone.utc) < lease_end - datetime.timedelta(seconds=1):
-        early = runner.run([task(das, file_store)], env=env)
+    def moved_to_another_host(record):
+        record["pending"].update(holder="awx-job-99-node-b:" + pending["holder"].rsplit(":", 1)[1], lease_expires_at=iso(lease_end))
+        return record
+    moved = file_store.rewrite(path, moved_to_another_host)
+    started = parse(moved["pending"]["started_at"])
+    early = runner.run([task(das, file_store)], env=env)
+    if utcnow() < lease_end:                     # it read the entry inside the lease (always, unless the machine stalled)
         assert early.result.get("backed_off") is True, early.result
-    wait_for(lambda: datetime.datetime.now(datetime.timezone.utc) > lease_end, "the dead holder's lease to run out", timeout=60)
-    recovered = runner.run([task(das, file_store)], env=env)
+    # Once the lease has run out the next run recovers it, long before lock_timeout (10 minutes).
+    wait_for(lambda: utcnow() > lease_end, "the dead holder's lease to run out", timeout=120)
+    recovered = runner.run([task(das, file_store)], env=env) if entry(file_store, das).get("pending") else early
     assert recovered.result["action"] == "recovered", recovered.result
-    assert (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() < 600
+    assert (utcnow() - started).total_seconds() < 600
     record = entry(file_store, das)
     assert "pending" not in record and das.sim.secret_works(record["secret"])
 

@@ -307,6 +307,14 @@ def test_error_body_is_meta_v1_error_response(das, admin):
     assert das.call("PATCH", "/v1/tokens/x", admin).status_code == 405
 
 
+def test_an_api_path_without_a_route_checks_the_token_first(sim, das, admin):
+    """"All DAS APIs return 401" for a dead token (das.md 1.4): a path the simulator does not implement too."""
+    assert das.get("/v1/data/anything", admin).status_code == 404
+    assert das.get("/v1/data/anything", "not-a-token").status_code == 401
+    narrow = sim.seed_token("narrow", allow_path_patterns=["^/v1/systems/.*"])
+    assert das.get("/v1/data/anything", narrow).status_code == 403
+
+
 # ---- PUT /v1/tokens/{id} semantics (das.md 1.4) ---------------------------------------------
 
 def test_put_creates_a_token_and_shows_its_secret_only_once(sim, das, admin):

@@ -372,5 +372,7 @@ def test_probe_of_a_regenerated_secret(das):
     sim, client, admin = das
     old = sim.seed_token("app", roles=[VIEWER])
     new = client.put_token("app", dict(BODY, regenerate=True), admin, "regenerate token app")
-    assert client.probe("/v1/tokens", new) == 200
-    assert client.probe("/v1/tokens", old) == 401
+    # Inside the token's patterns: authenticated, and the path has no route (404); the old secret is dead (401).
+    assert client.probe("/v1/data/x", new) == 404
+    assert client.probe("/v1/data/x", old) == 401
+    assert client.probe("/v1/tokens", new) == 403          # outside its patterns: refused
