@@ -224,7 +224,7 @@ def _judged(row, now, consent_wait_limit, earlier):
             row.add("needs_reconcile", step)
     elif product == "dpa" and row.get("expiry_status") in ("fail", "expired") and action != "failed":
         row.add("dpa_fail_before", _dpa_replace(row))
-    elif row["failed"]:
+    elif row["failed"] and action != "needs_interaction":   # a module may fail a token that waits for a person: that is the condition
         row.add("failed", row["msg"] or "the token failed without a message; see the task output")
     if action == "needs_interaction":
         if product == "openpayments":
@@ -614,6 +614,8 @@ def _label(value):
 
 
 def _labels(**labels):
+    if not labels:
+        return ""
     return "{%s}" % ",".join('%s="%s"' % (k, _label(v)) for k, v in sorted(labels.items()))
 
 

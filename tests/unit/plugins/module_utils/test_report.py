@@ -49,7 +49,7 @@ def fleet():
             token("dying", failed=True, expiry_status="fail", days_left=3, expires_at=at(days=3), msg="expires in 3 days"),
         ]),
         source("secretserver", "pam-1", [
-            token("otp-user", "needs_interaction", msg="a fresh one-time code is needed: run with otp"),
+            token("otp-user", "needs_interaction", failed=True, msg="a fresh one-time code is needed: run with otp"),
             token("down", "failed", failed=True, fingerprint=None, expires_at=None, msg="Secret Server: connection refused"),
         ]),
         source("openpayments", "as-1", [
@@ -211,6 +211,7 @@ def test_prometheus_text_format():
     by_action = {s.labels["action"]: s.value for s in families["tokenops_rotation_run_tokens"].samples}
     assert by_action["rotated"] == 1 and sum(by_action.values()) == 11
     assert all(f.type == "gauge" for f in families.values())
+    assert "\ntokenops_rotation_run_success 0\n" in rep.to_prometheus(report)   # no empty braces on a metric without labels
 
 
 def test_prometheus_label_values_are_escaped():
