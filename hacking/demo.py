@@ -156,8 +156,8 @@ def main():
         print("Run 3 changed nothing (outcome: %s). Reports: %s/tokenops-rotation.{json,md,html,prom}" % (
             third["outcome"], (DEMO / "reports").relative_to(REPO)))
         print("Open the store with:")
-        print("  .venv/bin/ansible-vault view --vault-password-file %s %s" % ((DEMO / "vault-pass").relative_to(REPO),
-                                                                            (DEMO / "store.vault").relative_to(REPO)))
+        vault_pass, vault_file = (DEMO / "vault-pass").relative_to(REPO), (DEMO / "store.vault").relative_to(REPO)
+        print("  .venv/bin/ansible-vault view --vault-password-file %s %s" % (vault_pass, vault_file))
         print("(%.0f s)" % (time.time() - started))
     finally:
         for _product, sim in sims:

@@ -159,9 +159,9 @@ def rows_of(source, now, consent_wait_limit):
 def _missing(source, token, stage_name, stage, error, check_mode, now):
     """A configured token without a result: the task backed off as a whole, failed as a whole, or never ran."""
     if stage.get("backed_off"):
-        row = _new_row(source, token, stage_name, {"action": "none", "backed_off": True, "msg": stage.get("msg"),
-                                                    "holder": stage.get("holder"), "lease_expires_at": stage.get("lease_expires_at")},
-                       check_mode)
+        held = {"action": "none", "backed_off": True, "msg": stage.get("msg"), "holder": stage.get("holder"),
+                "lease_expires_at": stage.get("lease_expires_at")}
+        row = _new_row(source, token, stage_name, held, check_mode)
         return _judged(row, now, None, {})
     why = _stage_failure(stage) or error or ("the %s task was skipped" % stage_name if stage.get("skipped") else
                                              "the role did not reach this token")
@@ -308,8 +308,8 @@ def _audit_todo(finding, token_id, item):
         return "No inventory host manages '%s': add it to a host's das_tokens, or revoke it in DAS if nothing uses it" % token_id
     if finding == "allows_all_paths":
         return "'%s' may call every DAS API path: give it allow_path_patterns that list only what it needs" % token_id
-    return "'%s' expires %s: give it a ttl and let the job rotate it" % (token_id, "never" if not item.get("expires_at") else
-                                                                        "only at " + item["expires_at"])
+    when = "only at " + item["expires_at"] if item.get("expires_at") else "never"
+    return "'%s' expires %s: give it a ttl and let the job rotate it" % (token_id, when)
 
 
 def stage_errors(sources):

@@ -279,7 +279,6 @@ class DasTokenInfoModule(TokenModule):
         )
         return item
 
-
     def audited(self, token, managed):
         """What is wrong with one token of the tenant: nobody manages it, it allows every path, it never expires."""
         expires = parse_time(token.get("expires"))

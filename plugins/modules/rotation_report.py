@@ -21,7 +21,7 @@ description:
   - Lists what the DAS tenant audit found (tokens no inventory host manages, tokens that allow every
     path, tokens that practically never expire), once per tenant.
   - Copies only the fields it names from the results it is given, so no secret reaches a report.
-  - Runs on the controller (C(delegate_to: localhost)); playbook C(tokenops.rotation.rotate) calls it
+  - Runs on the controller (C(delegate_to=localhost)); playbook C(tokenops.rotation.rotate) calls it
     once at the end of every run.
 author:
   - tokenops developers (@tokenops)

@@ -139,8 +139,8 @@ def test_a_refresher_that_backed_off_holds_every_token_of_its_task():
     src["rotate"] = {"changed": False, "backed_off": True, "msg": "the refresher is being renewed by another run",
                      "refresher": token("token-refresher", backed_off=True, fingerprint=None, lease_expires_at=at(seconds=30))}
     rows = rep.build([src], now=NOW)["rows"]
-    assert {r["token"]: r["conditions"] for r in rows} == {"token-refresher": ["backed_off"], "app-a": ["backed_off"],
-                                                          "app-b": ["backed_off"]}
+    expected = {"token-refresher": ["backed_off"], "app-a": ["backed_off"], "app-b": ["backed_off"]}
+    assert {r["token"]: r["conditions"] for r in rows} == expected
 
 
 def test_a_token_left_without_a_secret_is_a_failure_outside_check_mode():
