@@ -111,7 +111,8 @@ def print_report(report):
         for item in items:
             print("  - %s %s %s (%s)" % (item["product"], item["endpoint"], item["token"], ", ".join(item["conditions"])))
             for todo in item["todo"]:
-                print(textwrap.fill(todo, width=110, initial_indent="      ", subsequent_indent="      "))
+                print(textwrap.fill(todo, width=110, initial_indent="      ", subsequent_indent="      ",
+                                    break_long_words=False, break_on_hyphens=False))
 
 
 def main():

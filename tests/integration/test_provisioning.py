@@ -68,11 +68,25 @@ def test_provisioned_tokens_are_kept_by_the_scheduled_job(tmp_path, runner, bao,
     hosts["secretserver"]["pam-1"]["secretserver_tokens"] = [{"id": USER, "username": USER}]
     hosts["openpayments"]["as-1"]["openpayments_tokens"] = [{"id": "payout", "access": op.outgoing,
                                                              "finish_uri": "https://client.example/return"}]
-    das.sim.reset_counts()
-    run = runner.run(playbook=yaml.safe_load((REPO / "playbooks" / "rotate.yml").read_text()), env=env, inventory=inventory())
+    # Rotated at once (as when they come due): the job holds what rotating needs.
+    hosts["das"]["tenant-a"]["das_state"] = hosts["secretserver"]["pam-1"]["secretserver_state"] = "rotated"
+    old_opa = store.read(stats["opa_token_store_path"])["secret"]
+    rotate = yaml.safe_load((REPO / "playbooks" / "rotate.yml").read_text())
+    run = runner.run(playbook=rotate, env=env, inventory=inventory(), diff=True)
     assert run.rc == 0, run
     report = json.loads((tmp_path / "reports" / "tokenops-rotation.json").read_text())
     assert {(r["product"], r["token"]): r["action"] for r in report["rows"]} == {
-        ("das", "systems/sys-1/opa"): "none", ("secretserver", USER): "none", ("openpayments", "payout"): "needs_interaction"}
-    assert report["failures"] == [] and das.sim.count(writes_only=True) == 0
+        ("das", "systems/sys-1/opa"): "rotated", ("secretserver", USER): "rotated", ("openpayments", "payout"): "needs_interaction"}
+    assert report["failures"] == []
+    new_opa = store.read(stats["opa_token_store_path"])["secret"]
+    assert new_opa != old_opa and das.sim.secret_works(new_opa) and not das.sim.secret_works(old_opa)
     assert [r["redirect"] for r in report["rows"] if r["token"] == "payout"] == [redirect]
+    # No DPA in this inventory, and not a word about it.
+    assert "WARNING" not in run.stdout + run.stderr, [ln for ln in (run.stdout + run.stderr).splitlines() if "WARNING" in ln]
+
+    # --limit (what AWX job slicing does too) and one fork: the report still comes, over the hosts the job ran.
+    del hosts["secretserver"]["pam-1"]["secretserver_state"]
+    limited = runner.run(playbook=rotate, env=env, inventory=inventory(), extra_args=["--limit", "pam-1", "--forks", "1"])
+    assert limited.rc == 0, limited
+    report = json.loads((tmp_path / "reports" / "tokenops-rotation.json").read_text())
+    assert [(r["product"], r["token"], r["action"]) for r in report["rows"]] == [("secretserver", USER, "none")]
