@@ -385,6 +385,9 @@ def build(sources, now=None, fail_on=DEFAULT_FAIL_ON, consent_wait_limit="1d"):
     for source in sources:
         rows.extend(rows_of(source, now, limit))
     for row in rows:
+        if row["action"] in ("created", "rotated", "recovered") and not (row.get("rotated_at") or row.get("issued_at")) \
+                and not row["check_mode"]:
+            row["issued_at"] = iso(now)   # minted by this run, whose result gave no time
         row["seconds_left"] = seconds_left(row, now)
         row["time_left"] = time_left(row["seconds_left"], never=bool(row.get("never_expires")))
         row["fails_job"] = any(c in fail_on for c in row["conditions"])

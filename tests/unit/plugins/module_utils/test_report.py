@@ -212,6 +212,10 @@ def test_prometheus_text_format():
     assert by_action["rotated"] == 1 and sum(by_action.values()) == 11
     assert all(f.type == "gauge" for f in families.values())
     assert "\ntokenops_rotation_run_success 0\n" in rep.to_prometheus(report)   # no empty braces on a metric without labels
+    # A token this run created, whose result gives no time: its last rotation is now.
+    created = rep.build([source("das", "tenant-a", [token("new", "created", rotated_at=None)])], now=NOW)
+    samples = {f.name: f.samples for f in text_string_to_metric_families(rep.to_prometheus(created))}
+    assert [s.value for s in samples["tokenops_rotation_token_last_rotation_timestamp_seconds"]] == [NOW.timestamp()]
 
 
 def test_prometheus_label_values_are_escaped():
