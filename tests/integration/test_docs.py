@@ -45,7 +45,8 @@ def test_secret_role_options_are_no_log():
     for role, names in secret.items():
         options = yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]["options"]
         for name in names:
-            spec = options[name.split(".")[0]]
-            if "." in name:
-                spec = spec["options"][name.split(".")[1]]
+            option, _dot, suboption = name.partition(".")
+            spec = options[option]
+            if suboption:
+                spec = spec["options"][suboption]
             assert spec.get("no_log") is True, "%s: %s" % (role, name)
