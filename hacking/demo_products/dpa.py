@@ -1,8 +1,8 @@
 """SolarWinds DPA in `make demo`: three refresh tokens of one DPA server - one for 90 days, one that never
 expires, and one an administrator must replace within three weeks (inside warn_before).
 
-DPA has no API that rotates refresh tokens: when the clock moves, the access tokens they issued have
-expired and are renewed, and the report says which token a person must replace in DPA's web interface.
+DPA has no API that rotates refresh tokens: the job validates them, and the report says which one a
+person must replace in DPA's web interface, and by when.
 """
 
 PRODUCT = "dpa"
