@@ -1,137 +1,168 @@
-"""`make demo`: start the simulators, rotate their tokens twice with the embedded file store,
-print a table of what happened. The second run must change nothing.
+"""`make demo`: the scheduled job (playbooks/rotate.yml) over all four products, against their simulators.
 
-The simulators keep their state in .build/demo, so `make demo` run again changes nothing either.
+1. The simulators start with their clocks standing back (20 hours for DAS and DPA, 25 minutes for Secret
+   Server, 15 minutes for Open Payments), and the first run creates every token as of that time.
+2. The clocks move forward to now: tokens come due, and the second run rotates them for real. Its report
+   across products (one row per token, most urgent first, with what a person must do) is printed.
+3. A third run finds nothing due and changes nothing.
+
+The simulators run in this process, so the demo can move their clocks; everything starts afresh in
+.build/demo each time.
 """
 
+import argparse
 import importlib
 import json
 import os
 import secrets
-import signal
+import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / ".build" / "demo"
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "hacking"))
 
-
-def start_simulator(product, extra=()):
-    info = DEMO / ("%s.json" % product)
-    if info.exists():
-        info.unlink()
-    log = open(DEMO / ("%s-simulator.log" % product), "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.simulators", product, "--port", "0",
-         "--state-file", str(DEMO / ("%s-state.json" % product)), "--info-file", str(info)] + list(extra),
-        cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 20
-    while not info.exists():
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            sys.exit("the %s simulator did not start; see %s" % (product, log.name))
-        time.sleep(0.1)
-    time.sleep(0.1)
-    return proc, json.loads(info.read_text())
+from tests.simulators.__main__ import PRODUCTS  # noqa: E402  (the simulators' own builders and bootstraps)
+from tests.simulators.base import Clock  # noqa: E402
 
 
 def products():
     """The demo modules of hacking/demo_products, in the order of ORDER."""
-    sys.path.insert(0, str(REPO / "hacking"))
     import demo_products
-    found = []
-    for name in demo_products.ORDER:
-        if (REPO / "hacking" / "demo_products" / ("%s.py" % name)).exists():
-            found.append(importlib.import_module("demo_products.%s" % name))
-    return found
+    return [importlib.import_module("demo_products.%s" % name) for name in demo_products.ORDER]
+
+
+def start_simulator(product):
+    """The product's simulator on a clock that stands ADVANCE seconds back; returns (sim, info)."""
+    spec = PRODUCTS[product.PRODUCT]
+    args = argparse.Namespace(tls=True, state_file=None, tls_dir=str(DEMO / ("%s-tls" % product.PRODUCT)))
+    sim = spec.build(args, dict(product.SWITCHES, clock=Clock(start=time.time() - product.ADVANCE)))
+    url = sim.start()
+    info = {"product": product.PRODUCT, "url": url, "base_url": sim.base_url, "ca_path": sim.ca_path}
+    info.update(spec.bootstrap(sim))
+    if hasattr(product, "prepare"):
+        product.prepare(sim, info)
+    return sim, info
 
 
 def store_settings():
     password_file = DEMO / "vault-pass"
-    if not password_file.exists():
-        password_file.write_text(secrets.token_urlsafe(24) + "\n")
-        password_file.chmod(0o600)
+    password_file.write_text(secrets.token_urlsafe(24) + "\n")
+    password_file.chmod(0o600)
     return {"backend": "file", "file_path": str(DEMO / "store.vault"), "vault_password_file": str(password_file)}
 
 
 def write_inventory(groups):
-    inventory = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+    inventory = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                                  "tokenops_report_dir": str(DEMO / "reports")},
                          "children": groups}}
     path = DEMO / "inventory.json"
     path.write_text(json.dumps(inventory, indent=2))
     return path
 
 
-def run_playbook(inventory, env, label):
+def run_job(inventory, env, label):
+    """One run of the scheduled job; returns its report (the JSON the job wrote)."""
     log = DEMO / ("%s.log" % label)
+    report_file = DEMO / "reports" / "tokenops-rotation.json"
+    if report_file.exists():
+        report_file.unlink()
+    started = time.time()
     with open(log, "wb") as out:
-        code = subprocess.call([str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / "playbooks" / "demo.yml")],
-                               cwd=str(REPO), env=env, stdout=out, stderr=subprocess.STDOUT)
-    if code != 0:
+        code = subprocess.call([str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / "playbooks" / "rotate.yml")],
+                               cwd=str(DEMO), env=env, stdout=out, stderr=subprocess.STDOUT)
+    if code != 0 or not report_file.exists():
         sys.stdout.write(log.read_text())
         sys.exit("%s failed (exit %d); the output is above and in %s" % (label, code, log))
-    rows = []
-    for report in sorted(DEMO.glob("report-*.json")):
-        rows.extend(json.loads(report.read_text()))
-        report.unlink()
-    return rows
+    report = json.loads(report_file.read_text())
+    print("  %s: %d tokens, %s in %.0f s (log: %s)" % (
+        label, report["counts"]["tokens"], ", ".join("%d %s" % (n, a) for a, n in sorted(report["counts"]["by_action"].items())),
+        time.time() - started, log.relative_to(REPO)))
+    return report
 
 
-def table(runs):
-    header = ("host", "token", "run 1", "run 2", "live id", "fingerprint", "expires at")
-    first, second = runs
-    by_key = {(r["host"], r["id"]): r for r in second}
+MARK = {True: "FAIL", False: ""}
+
+
+def print_report(report):
+    """The report's rows as a table, then what needs a person in full."""
+    header = ("", "product", "endpoint", "token", "action", "expires at", "time left")
     lines = []
-    for row in first:
-        other = by_key.get((row["host"], row["id"]), {})
-        lines.append((row["host"], row["id"], row["action"], other.get("action", "-"), other.get("token_id") or "",
-                      other.get("fingerprint") or "", other.get("expires_at") or ""))
+    for row in report["rows"]:
+        mark = "FAIL" if row["fails_job"] else ("TODO" if row["needs_person"] else ("*" if row["changed"] else ""))
+        lines.append((mark, row["product_name"], row["endpoint"], row["token"], row["action"], row["expires_at"] or "",
+                      row["time_left"]))
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
     fmt = "  ".join("%%-%ds" % w for w in widths)
     print(fmt % header)
     print(fmt % tuple("-" * w for w in widths))
     for line in lines:
         print(fmt % line)
+    items = report["needs_person"]
+    if items:
+        print()
+        print("What needs a person (%d):" % len(items))
+        for item in items:
+            print("  - %s %s %s (%s)" % (item["product"], item["endpoint"], item["token"], ", ".join(item["conditions"])))
+            for todo in item["todo"]:
+                print(textwrap.fill(todo, width=110, initial_indent="      ", subsequent_indent="      ",
+                                    break_long_words=False, break_on_hyphens=False))
 
 
 def main():
-    DEMO.mkdir(parents=True, exist_ok=True)
-    procs = []
+    started = time.time()
+    shutil.rmtree(DEMO, ignore_errors=True)
+    DEMO.mkdir(parents=True)
+    sims = []
     try:
         store = store_settings()
         groups = {}
         env = dict(os.environ)
         env.setdefault("ANSIBLE_FORCE_COLOR", "0")
         for product in products():
-            proc, info = start_simulator(product.PRODUCT, product.SIMULATOR_ARGS)
-            procs.append(proc)
-            host = dict(product.host_vars(info, store))
-            host["%s_report_file" % product.GROUP] = str(DEMO / ("report-%s.json" % product.GROUP))
-            groups[product.GROUP] = {"hosts": {"%s-demo" % product.GROUP: host}}
+            sim, info = start_simulator(product)
+            sims.append((product, sim))
+            groups[product.GROUP] = {"hosts": {"%s-demo" % product.GROUP: product.host_vars(info, store)}}
             env.update(product.environment(info))   # credentials through the environment, never the command line
         inventory = write_inventory(groups)
-        runs = [run_playbook(inventory, env, "run-1"), run_playbook(inventory, env, "run-2")]
+
+        print("tokenops.rotation demo: the scheduled job, playbooks/rotate.yml, over four simulated products")
         print()
-        print("tokenops.rotation demo: each token rotated against its simulator, secrets in %s" % (DEMO / "store.vault"))
+        print("Run 1, with each simulator's clock standing back (DAS and DPA 20 h, Secret Server 25 min, Open Payments 15 min):")
+        run_job(inventory, env, "run-1")
+        for product, sim in sims:
+            sim.clock.advance(product.ADVANCE)
+        print("The clocks move forward to now, and tokens come due.")
+        print("Run 2:")
+        second = run_job(inventory, env, "run-2")
+        print("Run 3, right after:")
+        third = run_job(inventory, env, "run-3")
         print()
-        table(runs)
+        print("The report of run 2, across products, most urgent first (* changed, TODO a person's task, FAIL fails the job):")
         print()
-        changed = [r for r in runs[1] if r.get("changed")]
+        print_report(second)
+        print()
+        changed = [r["token"] for r in third["rows"] if r["changed"]]
         if changed:
-            sys.exit("the second run changed %s; it should have changed nothing" % ", ".join(r["id"] for r in changed))
-        print("The second run changed nothing. Open the store with:")
-        print("  .venv/bin/ansible-vault view --vault-password-file %s %s" % (DEMO / "vault-pass", DEMO / "store.vault"))
+            sys.exit("the third run changed %s; it should have changed nothing" % ", ".join(changed))
+        rotated = [r for r in second["rows"] if r["action"] in ("rotated", "updated")]
+        if not rotated:
+            sys.exit("the second run rotated nothing; the clocks did not bring any token due")
+        print("Run 3 changed nothing (outcome: %s). Reports: %s/tokenops-rotation.{json,md,html,prom}" % (
+            third["outcome"], (DEMO / "reports").relative_to(REPO)))
+        print("Open the store with:")
+        vault_pass, vault_file = (DEMO / "vault-pass").relative_to(REPO), (DEMO / "store.vault").relative_to(REPO)
+        print("  .venv/bin/ansible-vault view --vault-password-file %s %s" % (vault_pass, vault_file))
+        print("(%.0f s)" % (time.time() - started))
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for _product, sim in sims:
+            sim.stop()
 
 
 if __name__ == "__main__":

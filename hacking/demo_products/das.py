@@ -1,8 +1,9 @@
-"""Styra DAS in `make demo`: three tokens of one tenant."""
+"""Styra DAS in `make demo`: three tokens of one tenant; the 24-hour one comes due when the clock moves 20 hours."""
 
 PRODUCT = "das"
 GROUP = "das"
-SIMULATOR_ARGS = ["--tls"]
+SWITCHES = {}
+ADVANCE = 20 * 3600
 
 
 def host_vars(info, store):

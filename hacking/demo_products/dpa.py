@@ -1,8 +1,19 @@
-"""SolarWinds DPA in `make demo`: two refresh tokens of one DPA server, one that expires in 90 days and one that never does."""
+"""SolarWinds DPA in `make demo`: three refresh tokens of one DPA server - one for 90 days, one that never
+expires, and one an administrator must replace within three weeks (inside warn_before).
+
+DPA has no API that rotates refresh tokens: the job validates them, and the report says which one a
+person must replace in DPA's web interface, and by when.
+"""
 
 PRODUCT = "dpa"
 GROUP = "dpa"
-SIMULATOR_ARGS = ["--tls"]
+SWITCHES = {}
+ADVANCE = 20 * 3600
+
+
+def prepare(sim, info):
+    # Made "yesterday" as the clock stands now, with 21 days left once it moves forward.
+    info["refresh_tokens"]["legacy-export"] = sim.issue_refresh_token("legacy-export", lifetime=ADVANCE + 21 * 86400)
 
 
 def host_vars(info, store):

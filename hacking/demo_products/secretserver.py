@@ -1,10 +1,11 @@
-"""Delinea Secret Server in `make demo`: two API users of an on-premises server, and a Delinea Platform token."""
+"""Delinea Secret Server in `make demo`: two API users of an on-premises server. Their access tokens live
+20 minutes (the server's session timeout); when the clock moves 25 minutes they have expired and are
+refreshed with their refresh tokens, which live 15 minutes longer."""
 
 PRODUCT = "secretserver"
 GROUP = "secretserver"
-# A 12-hour API session timeout (an administrator's setting): a second `make demo` the same day still
-# finds every access token live and changes nothing.
-SIMULATOR_ARGS = ["--tls", "--switch", "session_timeout_s=43200"]
+SWITCHES = {"session_timeout_s": 1200}
+ADVANCE = 25 * 60
 
 
 def host_vars(info, store):

@@ -15,6 +15,8 @@ description:
     when it expires, how old its secret is, and whether the rotation policy finds it due.
   - Never returns a secret; the store's entry is described by its fingerprint and version.
   - Without O(api_token) only the tokens named in O(ids) are reported, from the store alone.
+  - With O(audit=true) it also audits the whole tenant (RV(audit)) - tokens that no inventory host
+    manages, tokens that allow every API path, and tokens that practically never expire.
 author:
   - tokenops developers (@tokenops)
 extends_documentation_fragment:
@@ -43,6 +45,25 @@ options:
     description:
       - A JMESPath expression applied to the list of tokens; its value is returned as RV(query_result).
     type: str
+  audit:
+    description:
+      - Also list every token of the tenant (C(GET /v1/tokens)) with what is wrong with it, as RV(audit).
+      - Needs O(api_token).
+    type: bool
+    default: false
+  managed:
+    description:
+      - With O(audit), more token ids that count as managed besides O(ids), for example the second
+        id of an overlap rotation or a refresher token.
+    type: list
+    elements: str
+    default: []
+  audit_max_lifetime:
+    description:
+      - With O(audit), a token that expires later than this from now counts as one that never expires
+        (DAS gives about 10 years to a token created without a ttl).
+    type: str
+    default: 365d
 seealso:
   - module: tokenops.rotation.das_token
 """
@@ -54,6 +75,14 @@ EXAMPLES = r"""
     rotate_before: 7d
     query: "[?due].id"
   register: das_due
+
+- name: Audit the tenant - tokens nobody manages, that allow every path or never expire
+  tokenops.rotation.das_token_info:
+    url: https://example.styra.com
+    ids: [systems/0f1e2d3c/opa, ci-deployer]
+    managed: [ci-deployer-b]
+    audit: true
+  register: das_audit
 
 - name: One token's expiry, from the store alone
   tokenops.rotation.das_token_info:
@@ -111,6 +140,34 @@ tokens:
     uses:
       description: How often DAS saw the token used, when DAS reports it.
       type: int
+audit:
+  description: Every token of the tenant that something is wrong with, sorted by id; never a secret.
+  returned: when O(audit=true)
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: The DAS token id.
+      type: str
+    description:
+      description: Its description in DAS.
+      type: str
+    expires_at:
+      description: Its expiry (UTC, ISO 8601), or null when DAS gives none.
+      type: str
+    managed:
+      description: Whether it is in O(ids) or O(managed).
+      type: bool
+    allows_all_paths:
+      description: Whether its C(allow_path_patterns) are empty (DAS then allows every path) or match every path.
+      type: bool
+    never_expires:
+      description: Whether it has no expiry, or one further away than O(audit_max_lifetime).
+      type: bool
+    findings:
+      description: C(unmanaged), C(allows_all_paths), C(never_expires).
+      type: list
+      elements: str
 query_result:
   description: The value of O(query) applied to RV(tokens).
   returned: when O(query) is given
@@ -126,6 +183,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.http_client impo
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import InputError, TokenModule
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import (
     iso,
+    parse_duration,
     parse_time,
     utcnow,
 )
@@ -151,6 +209,9 @@ class DasTokenInfoModule(TokenModule):
                 api_token=dict(type="str", no_log=True, fallback=(env_fallback, ["STYRA_DAS_TOKEN"])),
                 ids=dict(type="list", elements="str"),
                 query=dict(type="str"),
+                audit=dict(type="bool", default=False),
+                managed=dict(type="list", elements="str", default=[]),
+                audit_max_lifetime=dict(type="str", default="365d"),
             ),
             run_options=False,
             required_one_of=[("api_token", "ids")],
@@ -170,6 +231,10 @@ class DasTokenInfoModule(TokenModule):
                 validate_token_id(token_id)
             except ValueError as exc:
                 raise InputError("ids: %s" % exc)
+        if p["audit"] and not p["api_token"]:
+            raise InputError("audit lists every token of the tenant (GET /v1/tokens) and needs api_token "
+                             "(or STYRA_DAS_TOKEN) with the right to list tokens")
+        self.max_lifetime = parse_duration(p["audit_max_lifetime"], "audit_max_lifetime")
 
     def run(self):
         p = self.params
@@ -185,6 +250,10 @@ class DasTokenInfoModule(TokenModule):
         except (ApiError, StoreError) as exc:
             self.fail(str(exc))
         out = dict(changed=False, tokens=tokens)
+        if p["audit"]:
+            managed = set(p["ids"] or []) | set(p["managed"])
+            out["audit"] = [item for item in (self.audited(remote[token_id], token_id in managed) for token_id in sorted(remote))
+                            if item["findings"]]
         if p["query"] is not None:
             out["query_result"] = self.expression.search(tokens)
         self.module.exit_json(**out)
@@ -209,6 +278,20 @@ class DasTokenInfoModule(TokenModule):
             uses=(token or {}).get("uses"),
         )
         return item
+
+    def audited(self, token, managed):
+        """What is wrong with one token of the tenant: nobody manages it, it allows every path, it never expires."""
+        expires = parse_time(token.get("expires"))
+        patterns = token.get("allow_path_patterns") or []
+        allows_all = not patterns or any(str(p).strip() in MATCH_EVERYTHING for p in patterns)
+        never = expires is None or (expires - utcnow()).total_seconds() > self.max_lifetime
+        findings = [name for name, found in (("unmanaged", not managed), ("allows_all_paths", allows_all), ("never_expires", never)) if found]
+        return dict(id=token.get("id"), description=token.get("description"), expires_at=iso(expires), managed=managed,
+                    allows_all_paths=allows_all, never_expires=never, findings=findings)
+
+
+# Patterns that let a token call any path, as an empty list does (das.md 1.4.5).
+MATCH_EVERYTHING = frozenset((".*", "^.*", "^.*$", ".*$", "/.*", "^/.*", "^/.*$", "^/", "^"))
 
 
 def main():

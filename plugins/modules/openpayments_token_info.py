@@ -76,6 +76,9 @@ grants:
     redirect:
       description: Where the resource owner approves a pending grant.
       type: str
+    grant_requested_at:
+      description: When the stored grant was requested (UTC, ISO 8601); how long a pending grant has waited for consent.
+      type: str
     access:
       description: The access granted (or asked for, while the grant is pending).
       type: list
@@ -161,6 +164,7 @@ class OpenPaymentsTokenInfoModule(TokenModule):
             grant_status=grant.get("status"),
             interactive=bool(grant.get("interactive")) if grant else None,
             redirect=grant.get("redirect") if grant.get("status") == "pending" else None,
+            grant_requested_at=grant.get("requested_at"),
             access=record.get("access") if record.get("access") is not None else (record.get("request") or {}).get("access"),
             token_id=record.get("token_id"),
             expires_at=record.get("expires_at") if record.get("secret") else None,

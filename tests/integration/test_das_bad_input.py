@@ -88,3 +88,14 @@ def test_info_bad_query_refused(runner, das, file_store):
     das.sim.reset_counts()
     run = runner.run([{"name": "bad", "tokenops.rotation.das_token_info": args, "ignore_errors": True}], env=das_env(das, file_store))
     _assert_refused(run, das, "not a JMESPath expression")
+
+
+def test_info_audit_refused_without_a_token_that_can_list(runner, das, file_store):
+    args = {"url": das.url, "store": file_store.options, "ids": ["app"], "audit": True}
+    das.sim.reset_counts()
+    run = runner.run([{"name": "bad", "tokenops.rotation.das_token_info": args, "ignore_errors": True}],
+                     env=das_env(das, file_store, admin=False))
+    _assert_refused(run, das, "audit lists every token of the tenant (GET /v1/tokens) and needs api_token")
+    args = {"url": das.url, "store": file_store.options, "audit": True, "audit_max_lifetime": "a year"}
+    run = runner.run([{"name": "bad", "tokenops.rotation.das_token_info": args, "ignore_errors": True}], env=das_env(das, file_store))
+    _assert_refused(run, das, "audit_max_lifetime")

@@ -330,3 +330,21 @@ def test_bindings_changed_with_a_rotation_are_applied_in_the_same_run(runner, da
     assert result["action"] == "rotated", result
     assert das.sim.bindings_for("app") == [("SystemOPA", "system", "s1")]
     assert_idempotent(runner, das, file_store, id="app", role_bindings=opa, **APP)
+
+
+def test_info_audits_the_tenant(runner, das, file_store):
+    """audit: every token nobody here manages, that allows every path, or that lives longer than audit_max_lifetime."""
+    das.sim.seed_token("wide", ttl="24h", allow_path_patterns=["^/"])
+    das.sim.seed_token("nothing-allowed-listed", ttl="24h", allow_path_patterns=[])
+    das.sim.seed_token("forever", ttl="87600h", allow_path_patterns=["^/v1/data/.*"])
+    das.sim.seed_token("deployer-b", ttl="24h", allow_path_patterns=["^/v1/policies/.*"])
+    das.sim.seed_token("app", ttl="24h", allow_path_patterns=["^/v1/data/app/.*"])
+    info = {"url": das.url, "store": file_store.options, "ids": ["app"], "managed": ["deployer-b", "forever"], "audit": True}
+    run = runner.run([{"name": "audit", "tokenops.rotation.das_token_info": info, "register": "r"}], env=das_env(das, file_store))
+    result = run.result
+    assert [t["id"] for t in result["tokens"]] == ["app"]
+    assert {a["id"]: a["findings"] for a in result["audit"]} == {
+        "wide": ["unmanaged", "allows_all_paths"], "nothing-allowed-listed": ["unmanaged", "allows_all_paths"],
+        "forever": ["never_expires"], "tokenops-admin": ["unmanaged", "allows_all_paths", "never_expires"]}
+    assert all(a["managed"] == (a["id"] == "forever") for a in result["audit"])
+    assert das.sim.count(writes_only=True) == 0

@@ -9,7 +9,7 @@ from openpayments_fixtures import KEY_ID, op, op_env, op_factory  # noqa: F401 p
 
 pytestmark = pytest.mark.integration
 
-# The play to add to playbooks/rotate.yml (and demo.yml) beside the DAS one.
+# The role on its own, in a play of its own.
 PLAY = [{"name": "Open Payments access tokens", "hosts": "openpayments", "gather_facts": False,
          "roles": [{"role": "tokenops.rotation.openpayments"}]}]
 
