@@ -124,10 +124,9 @@ class AwxJob:
 
     def inventory(self, groups, all_vars=None):
         """groups: {group: {host: hostvars}}. Written as AWX writes an inventory: a script printing JSON."""
-        data = {"all": {"children": sorted(groups), "vars": dict({"ansible_connection": "local",
-                                                                     "ansible_python_interpreter": "{{ ansible_playbook_python }}"},
-                                                                    **(all_vars or {}))},
-                "_meta": {"hostvars": {}}}
+        group_vars = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}
+        group_vars.update(all_vars or {})
+        data = {"all": {"children": sorted(groups), "vars": group_vars}, "_meta": {"hostvars": {}}}
         for group, hosts in groups.items():
             data[group] = {"hosts": sorted(hosts)}
             for host, hostvars in hosts.items():
@@ -188,8 +187,9 @@ class AwxJob:
         self.home.mkdir(parents=True, exist_ok=True)
         process_env = {"PATH": "%s:%s" % (conftest.BIN, os.environ.get("PATH", "/usr/bin:/bin")), "HOME": str(self.home),
                        "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+        # A failed job is a result to look at, not an error of the harness: check=False.
         proc = subprocess.run([str(conftest.BIN / "ansible-runner"), "run", str(self.root), "-p", self.playbook, "--ident", ident],
-                              env=process_env, cwd=str(self.root), capture_output=True, text=True, timeout=timeout + 60)
+                              env=process_env, cwd=str(self.root), capture_output=True, text=True, timeout=timeout + 60, check=False)
         result = JobResult(self, ident, proc)
         # The session-wide leak scan covers what AWX would show of this job.
         conftest.OUTPUTS.extend(result.texts())

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import pytest
 import yaml
@@ -65,7 +64,7 @@ def context(tmp_path_factory):
     assert (src / ".build" / "dist" / ARTIFACT).exists(), "execution-environment.yml names %s" % ARTIFACT
     ctx = work / "context"
     proc = subprocess.run([builder, "create", "-f", str(src / "execution-environment.yml"), "-c", str(ctx)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return ctx
 
@@ -109,7 +108,7 @@ def test_builder_stage_finds_every_python_dependency_the_collection_imports(cont
     pip_out, bindep_out = tmp_path / "requirements.txt", tmp_path / "bindep.txt"
     proc = subprocess.run([sys.executable, str(context / "_build" / "scripts" / "introspect.py"), "introspect",
                            "--write-pip", str(pip_out), "--write-bindep", str(bindep_out), str(collections)],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     introspected = requirement_names(pip_out.read_text().splitlines())
     assert {"requests", "jmespath"} <= introspected and "ansible-core" not in introspected
