@@ -59,7 +59,12 @@ class JobResult:
         return path.read_text().strip() if path.exists() else default
 
     def texts(self):
-        """Everything of this job a person could see in AWX: the job events (with their stdout) and the stdout."""
+        """Everything of this job a person could see in AWX: the job events (with their stdout) and the stdout.
+
+        Not artifacts/<ident>/command: ansible-runner records the job's whole environment there,
+        credentials included, like env/envvars (mode 0600, inside the private data directory AWX
+        deletes after the job, shown to no one).
+        """
         texts = [("awx job stdout", self.stdout), ("awx runner output", self.process_output)]
         for path in sorted((self.artifacts / "job_events").glob("*.json")):
             texts.append(("awx job event", path.read_text()))

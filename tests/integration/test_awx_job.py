@@ -5,6 +5,7 @@ The secrets are canaries: none may appear in the job's events or stdout (what AW
 """
 
 import secrets
+import stat
 
 import pytest
 
@@ -101,6 +102,8 @@ def leaks_in(result, canaries):
 
 
 def assert_no_secret_in(result, canaries):
+    command = result.artifacts / "command"      # the job's environment, as ansible-runner records it
+    assert stat.S_IMODE(command.stat().st_mode) == 0o600
     assert sum(len(text) for _where, text in result.texts()) > 20000, "the job's output is too short to be -vvvv"
     assert "ESTABLISH LOCAL CONNECTION" in result.stdout      # -vvv and more
     leaks = leaks_in(result, canaries)
