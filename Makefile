@@ -11,7 +11,7 @@ export TOKENOPS_COLLECTIONS_PATH := $(CURDIR)/$(INSTALLED)
 export ANSIBLE_LOCAL_TEMP := $(CURDIR)/$(BUILD)/ansible-tmp
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: all venv collection interop demo test unit integration sanity lint docs clean
+.PHONY: all venv collection interop ee demo test unit integration sanity lint docs clean
 
 all: test
 
@@ -42,6 +42,11 @@ $(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-l
 	fi
 
 interop: $(INTEROP)/node_modules/.installed
+
+# The execution environment's build context (execution-environment.yml); `podman build` or
+# `ansible-builder build` turns it into the image AWX runs.
+ee: collection
+	$(BIN)/ansible-builder create --context $(BUILD)/ee
 
 demo: collection
 	$(PY) hacking/demo.py
