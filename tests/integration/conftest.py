@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.tokenops.rotation.plugins.module_utils.store import normalize_host
 from tests.fixtures.openbao import OpenBaoServer
 from tests.simulators.das import DasSimulator
 
@@ -65,102 +66,31 @@ class Bao:
         self.audit_path = audit_path
 
     def writes(self):
-        count = 0
-        if not self.audit_path.exists():
-            return 0
-        for line in self.audit_path.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("type") != "request":
-                continue
-            req = entry.get("request") or {}
-            if req.get("operation") in ("create", "update", "delete") and req.get("path", "").startswith("secret/"):
-                count += 1
-        return count
-
-    def requests(self):
-        if not self.audit_path.exists():
-            return 0
-        return sum(1 for line in self.audit_path.read_text().splitlines() if '"type":"request"' in line.replace(" ", ""))
-
-    def read(self, path):
-        return self.server.kv_read(path)
-
-
-@pytest.fixture(scope="session")
-def bao():
-    server = OpenBaoServer(audit=True)
-    server.start()
-    OUTPUTS.append(("openbao log", server.log_path))
-    try:
-        yield Bao(server, Path(server.audit_path))
-    finally:
-        server.stop()
-
-
-# ------------------------------------------------------------------ stores as the modules see them
-
-class StoreUnderTest:
-    """The `store` option for a backend, and the means to read it and count its writes."""
-
-    def __init__(self, backend, tmp_path, bao=None):
-        self.backend = backend
-        self.bao = bao
-        self.prefix = "t%s" % secrets.token_hex(4)   # each test its own corner of the store
-        if backend == "file":
-            self.file_path = tmp_path / "store" / "tokens.vault"
-            self.password_file = tmp_path / "vault-pass"
-            self.password_file.write_text("pw-%s\n" % secrets.token_hex(8))
-            self.options = {"backend": "file", "prefix": self.prefix, "file_path": str(self.file_path),
-                            "vault_password_file": str(self.password_file), "timeout": 2}
-            self.env = {}
-        else:
-            self.options = {"backend": "vault", "prefix": self.prefix, "timeout": 2}
-            self.env = {"VAULT_ADDR": bao.url, "VAULT_TOKEN": bao.token}
-
-    def _file_store(self):
-        from ansible_collections.tokenops.rotation.plugins.module_utils.store_file import FileStore
-        return FileStore(str(self.file_path), vault_password_file=str(self.password_file))
-
-    def read(self, path):
-        """The stored record at a full entry path, or None."""
-        if self.backend == "file":
-            return self._file_store().read(path).data
-        return self.bao.read(path)
-
-    @contextlib.contextmanager
-    def outage(self):
-        """The store is unreachable inside the block: OpenBao stopped (SIGSTOP), or the file lock held."""
-        if self.backend == "vault":
-            self.bao.server.pause()
-            try:
-                yield
-            finally:
-                self.bao.server.resume()
-            return
-        lock_fd = os.open(str(self.file_path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(lock_fd)
-
-    def entry(self, product, host, token_id):
-        return self.read("%s/%s/%s/%s" % (self.prefix, product, host, token_id))
-
-    def writes(self):
         """A counter that moves on every store write of this backend."""
         if self.backend == "file":
-            if not self.file_path.exists():
-                return 0
-            data = self._file_store()
-            total = 0
-            for path in data.list(""):
-                total += data.read(path).version
-            return (total, self.file_path.stat().st_mtime_ns)
+            return file_store_state(self.file_path)
         return self.bao.writes()
+
+
+def file_store_state(file_path):
+    """What changes when a file store is written: every entry file's name, inode and mtime.
+
+    A write replaces its entry file (a new inode), a delete removes it; the per-entry lock files,
+    which a write attempt that lost its check-and-set also creates, are not counted.
+    """
+    if not file_path.exists():
+        return ()
+    if file_path.is_file():     # the single-file format of earlier versions
+        info = file_path.stat()
+        return (("", info.st_ino, info.st_mtime_ns),)
+    state = []
+    for root, dirs, files in os.walk(file_path):
+        if root == str(file_path):
+            dirs[:] = [d for d in dirs if d != ".locks"]
+        for name in files:
+            info = os.stat(os.path.join(root, name))
+            state.append((os.path.relpath(os.path.join(root, name), file_path), info.st_ino, info.st_mtime_ns))
+    return tuple(sorted(state))
 
 
 @pytest.fixture(params=["file", "vault"])
@@ -181,8 +111,7 @@ class Das:
         self.sim = sim
         self.url = url
         self.admin = admin
-        host = url.split("://", 1)[1].rstrip("/")
-        self.host = host.replace(":", "_")
+        self.host = normalize_host(url)    # the host segment of an entry path, as the modules make it
 
 
 @pytest.fixture
