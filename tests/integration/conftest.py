@@ -66,6 +66,98 @@ class Bao:
         self.audit_path = audit_path
 
     def writes(self):
+        count = 0
+        if not self.audit_path.exists():
+            return 0
+        for line in self.audit_path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("type") != "request":
+                continue
+            req = entry.get("request") or {}
+            if req.get("operation") in ("create", "update", "delete") and req.get("path", "").startswith("secret/"):
+                count += 1
+        return count
+
+    def requests(self):
+        if not self.audit_path.exists():
+            return 0
+        return sum(1 for line in self.audit_path.read_text().splitlines() if '"type":"request"' in line.replace(" ", ""))
+
+    def read(self, path):
+        return self.server.kv_read(path)
+
+
+@pytest.fixture(scope="session")
+def bao():
+    server = OpenBaoServer(audit=True)
+    server.start()
+    OUTPUTS.append(("openbao log", server.log_path))
+    try:
+        yield Bao(server, Path(server.audit_path))
+    finally:
+        server.stop()
+
+
+# ------------------------------------------------------------------ stores as the modules see them
+
+class StoreUnderTest:
+    """The `store` option for a backend, and the means to read it and count its writes."""
+
+    def __init__(self, backend, tmp_path, bao=None):
+        self.backend = backend
+        self.bao = bao
+        self.prefix = "t%s" % secrets.token_hex(4)   # each test its own corner of the store
+        if backend == "file":
+            # The store's folder must exist: the file store refuses to create it (a volume that failed to mount).
+            (tmp_path / "store").mkdir(mode=0o700, exist_ok=True)
+            self.file_path = tmp_path / "store" / "tokens.vault"
+            self.password_file = tmp_path / "vault-pass"
+            self.password_file.write_text("pw-%s\n" % secrets.token_hex(8))
+            self.options = {"backend": "file", "prefix": self.prefix, "file_path": str(self.file_path),
+                            "vault_password_file": str(self.password_file), "timeout": 2}
+            self.env = {}
+        else:
+            self.options = {"backend": "vault", "prefix": self.prefix, "timeout": 2}
+            self.env = {"VAULT_ADDR": bao.url, "VAULT_TOKEN": bao.token}
+
+    def _file_store(self):
+        from ansible_collections.tokenops.rotation.plugins.module_utils.store_file import FileStore
+        return FileStore(str(self.file_path), vault_password_file=str(self.password_file))
+
+    def read(self, path):
+        """The stored record at a full entry path, or None."""
+        if self.backend == "file":
+            return self._file_store().read(path).data
+        return self.bao.read(path)
+
+    @contextlib.contextmanager
+    def outage(self):
+        """The store is unreachable inside the block: OpenBao stopped (SIGSTOP), or the file store's lock held.
+
+        Every file-store operation holds `<file_path>.lock` shared (only a migration takes it exclusively),
+        so holding it exclusively stops reads and writes until the store's timeout fails them.
+        """
+        if self.backend == "vault":
+            self.bao.server.pause()
+            try:
+                yield
+            finally:
+                self.bao.server.resume()
+            return
+        lock_fd = os.open(str(self.file_path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(lock_fd)
+
+    def entry(self, product, host, token_id):
+        return self.read("%s/%s/%s/%s" % (self.prefix, product, host, token_id))
+
+    def writes(self):
         """A counter that moves on every store write of this backend."""
         if self.backend == "file":
             return file_store_state(self.file_path)
@@ -276,16 +368,20 @@ def das_env(das, store, admin=True):
 def assert_no_leaks(first_output, canaries, store):
     """None of `canaries`, nor the store's own credential, in any output since OUTPUTS[first_output].
 
-    The file store on disk must be ansible-vault encrypted, with no canary in it either.
+    Every entry file of the file store must be ansible-vault encrypted, with no canary in it either.
     """
     canaries = set(canaries)
     if store.backend == "vault":
         canaries.add(store.bao.token)
     else:
         canaries.add(store.password_file.read_text().strip())
-        on_disk = store.file_path.read_text()
-        assert on_disk.startswith("$ANSIBLE_VAULT;1.1;AES256")
-        assert not [c[:6] for c in canaries if c in on_disk]
+        entry_files = [Path(root) / name for root, _dirs, files in os.walk(store.file_path) for name in files
+                       if name.endswith(".vault")]
+        assert entry_files
+        for entry_file in entry_files:
+            on_disk = entry_file.read_text()
+            assert on_disk.startswith("$ANSIBLE_VAULT;1.1;AES256")
+            assert not [c[:6] for c in canaries if c in on_disk]
     outputs = [(where, text) for where, text in OUTPUTS[first_output:] if isinstance(text, str)]
     assert sum(len(text) for _where, text in outputs) > 100000     # -vvvv output really was searched
     leaks = [(where, c[:6]) for c in canaries for where, text in outputs if c in text]
