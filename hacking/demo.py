@@ -54,6 +54,7 @@ def store_settings():
     if not password_file.exists():
         password_file.write_text(secrets.token_urlsafe(24) + "\n")
         password_file.chmod(0o600)
+    # DEMO exists (main makes it): the file store refuses a missing folder unless create_folder is set.
     return {"backend": "file", "file_path": str(DEMO / "store.vault"), "vault_password_file": str(password_file)}
 
 
@@ -122,8 +123,9 @@ def main():
         changed = [r for r in runs[1] if r.get("changed")]
         if changed:
             sys.exit("the second run changed %s; it should have changed nothing" % ", ".join(r["id"] for r in changed))
-        print("The second run changed nothing. Open the store with:")
-        print("  .venv/bin/ansible-vault view --vault-password-file %s %s" % (DEMO / "vault-pass", DEMO / "store.vault"))
+        entries = sorted(str(path.relative_to(REPO)) for path in (DEMO / "store.vault").rglob("*.vault"))
+        print("The second run changed nothing. The store is a folder with one ansible-vault file per token; open them with:")
+        print("  .venv/bin/ansible-vault view --vault-password-file %s %s" % ((DEMO / "vault-pass").relative_to(REPO), " ".join(entries)))
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

@@ -24,6 +24,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.http_client impo
     ApiError,
     HttpClient,
     Redactor,
+    SecretMask,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import (
     BackOff,
@@ -101,6 +102,8 @@ class TokenModule:
         kwargs.setdefault("supports_check_mode", True)
         self.module = AnsibleModule(argument_spec=spec, **kwargs)
         self.params = self.module.params
+        # The no_log options' values; the secrets this run sees are added to no_log_values later.
+        self._option_no_log = frozenset(self.module.no_log_values)
         if not HAS_REQUESTS:
             self.module.fail_json(msg="the Python library requests is required by tokenops.rotation",
                                   exception=str(REQUESTS_IMPORT_ERROR))
@@ -197,7 +200,28 @@ class TokenModule:
         return Flow(self.store, path, self.product, check_mode=self.module.check_mode, lock_timeout=self.lock_timeout)
 
     def fail(self, msg, **kwargs):
-        self.module.fail_json(msg=self.redactor.scrub(msg), **kwargs)
+        self.fail_json(msg=self.redactor.scrub(msg), **kwargs)
+
+    def exit_json(self, **out):
+        self._finish(self.module.exit_json, out)
+
+    def fail_json(self, **out):
+        self._finish(self.module.fail_json, out)
+
+    def _finish(self, finish, out):
+        """Mask this run's secrets in the result in one pass, then let Ansible mask the no_log options.
+
+        AnsibleModule masks every string of a result against every no_log value, a str.replace for
+        each pair: with a secret seen per token, a result over 2000 tokens would cost 2000 x 2000
+        passes per string. The same masks (its markers, every occurrence) in one pass per string.
+        """
+        seen = set(self.module.no_log_values) - self._option_no_log
+        if seen:
+            mask = SecretMask(seen, marker="********", exact_marker="VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")
+            out = mask.value(out)
+            out.setdefault("invocation", {"module_args": mask.value(self.params)})
+            self.module.no_log_values = set(self._option_no_log)
+        finish(**out)
 
     def _guarded(self, spec):
         """run_token with every error mapped to a result; never raises."""
@@ -252,15 +276,28 @@ class TokenModule:
         if diffs:
             out["diff"] = diffs if len(diffs) > 1 else diffs[0]
         for warning in self.warnings:
-            self.module.warn(warning)   # passing warnings= to exit_json is deprecated in ansible-core 2.19
+            # scrubbed again: a secret seen after the warning was written is masked too
+            self.module.warn(self.redactor.scrub(warning))   # passing warnings= to exit_json is deprecated in ansible-core 2.19
         if failed:
             out.pop("failed", None)
             msg = "; ".join("%s: %s" % (r.get("id"), r.get("msg")) for r in failed) if not single else failed[0].get("msg")
             out.pop("msg", None)
-            self.module.fail_json(msg=self.redactor.scrub(msg), **out)
+            self.close()
+            self.fail_json(msg=self.redactor.scrub(msg), **out)
+        self.close()
+        self.exit_json(**out)
+
+    def close(self):
+        """Release the HTTP session and the store (the file store keeps its key cache then)."""
         if self.client is not None:
             self.client.close()
-        self.module.exit_json(**out)
+            self.client = None
+        store = getattr(self, "store", None)
+        if store is not None:
+            try:
+                store.close()
+            except Exception:  # a cache that could not be kept costs the next run time, never a result
+                pass
 
 
 def with_diff(result, before, after, header):

@@ -187,7 +187,7 @@ class DasTokenInfoModule(TokenModule):
         out = dict(changed=False, tokens=tokens)
         if p["query"] is not None:
             out["query_result"] = self.expression.search(tokens)
-        self.module.exit_json(**out)
+        self.exit_json(**out)
 
     def describe(self, token_id, token, asked_das):
         now = utcnow()

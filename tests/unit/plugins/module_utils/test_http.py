@@ -24,6 +24,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.http_client impo
     ApiError,
     HttpClient,
     Redactor,
+    SecretMask,
     default_error_parser,
     parse_retry_after,
 )
@@ -529,6 +530,30 @@ def test_redactor_replaces_longest_secret_first():
     redactor.add("abcd")
     redactor.add("abcdefghij")
     assert redactor.scrub("a abcdefghij b abcd c") == "a %s b %s c" % (REDACTED, REDACTED)
+
+
+def test_secret_mask_leaves_no_part_of_any_secret():
+    mask = SecretMask(["abcdefgh", "efghijkl", "zzzz1234"], marker="***", exact_marker="NOLOG")
+    # overlapping occurrences of two secrets become one marker: neither's head nor tail is left
+    assert mask.text("x abcdefghijkl y") == "x *** y"
+    assert mask.text("zzzz1234zzzz1234.") == "***."
+    assert mask.text("zzzz1234") == "NOLOG"
+    assert mask.text("short") == "short" and mask.text("no secret in this text at all") == "no secret in this text at all"
+    result = {"results": [{"id": "a", "msg": "saw abcdefgh", "n": 3, "ok": True, "none": None}], "list": ("efghijkl",)}
+    assert mask.value(result) == {"results": [{"id": "a", "msg": "saw ***", "n": 3, "ok": True, "none": None}], "list": ["NOLOG"]}
+
+
+def test_secret_mask_is_linear_in_the_result_not_results_times_secrets():
+    """A result over 2000 tokens against 2000 secrets: one pass per string (Ansible's masking took seconds)."""
+    many = ["secret-%06d-%s" % (n, "x" * 30) for n in range(2000)]
+    mask = SecretMask(many, marker="********")
+    results = [{"id": "t%d" % n, "msg": "rotated; the old one was %s" % many[n] if n % 100 == 0 else "rotated, nothing to hide here at all"}
+               for n in range(2000)]
+    started = time.monotonic()
+    masked = mask.value(results)
+    assert time.monotonic() - started < 2.0
+    assert masked[0]["msg"] == "rotated; the old one was ********" and masked[1] == results[1]
+    assert not [r for r in masked if any(secret in r["msg"] for secret in many[:200:100])]
 
 
 def test_redactor_ignores_short_and_non_string_values():
