@@ -261,8 +261,9 @@ def file_store_state(folder):
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if d != ".locks"]
         for name in files:
-            info = os.stat(os.path.join(root, name))
-            state.append((root, name, info.st_ino, info.st_mtime_ns))
+            if name.endswith(".vault"):     # entries; not the key cache
+                info = os.stat(os.path.join(root, name))
+                state.append((root, name, info.st_ino, info.st_mtime_ns))
     return sorted(state)
 
 

@@ -51,6 +51,7 @@ import datetime
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import stat
 import subprocess
@@ -92,7 +93,7 @@ MAX_SEGMENT_BYTES = 255 - len(ENTRY_SUFFIX)
 # A migration of a large single-file store takes a while; it cannot be left behind by a dead
 # process (an flock dies with its holder), so waiting for it long is safe.
 MIGRATION_WAIT = 600.0
-KEY_CACHE_LIMIT = 100000
+KEYRING = '.keyring'
 
 
 class VaultFormatError(Exception):
@@ -167,31 +168,68 @@ class VaultKeys:
     """ansible-vault encryption with one password, deriving the keys of a salt once.
 
     encrypt() always draws a new salt (and so derives once per call); decrypt() reuses the keys of
-    a salt it has seen, which is every file this object wrote or read before.
+    a salt it has seen (every file this object wrote or read before) or was given by adopt() (the
+    store's key cache). Keys that do not open a file are not trusted: the password decides then.
     """
 
     def __init__(self, password_source):
         self._password_source = password_source
         self._keys = {}
+        self._derived = set()    # salts whose keys this object derived from the password
         self.derivations = 0
+        self.on_miss = None      # called once, at the first salt without keys (loads the key cache)
 
-    def _keys_for(self, salt):
-        keys = self._keys.get(salt)
-        if keys is None:
-            keys = _derive(self._password_source(), salt)
-            self.derivations += 1
-            if len(self._keys) >= KEY_CACHE_LIMIT:
-                self._keys.clear()
-            self._keys[salt] = keys
+    def _derive(self, salt):
+        keys = _derive(self._password_source(), salt)
+        self.derivations += 1
+        self._keys[salt] = keys
+        self._derived.add(salt)
         return keys
 
     def encrypt(self, plaintext):
         salt = os.urandom(32)
-        return _seal(plaintext, salt, self._keys_for(salt))
+        return _seal(plaintext, salt, self._derive(salt))
 
     def decrypt(self, text):
         salt, tag, ciphertext = _parse(text)
-        return _open(salt, tag, ciphertext, self._keys_for(salt))
+        keys = self._keys.get(salt)
+        if keys is None and self.on_miss is not None:
+            on_miss, self.on_miss = self.on_miss, None
+            on_miss()
+            keys = self._keys.get(salt)
+        if keys is not None:
+            try:
+                return _open(salt, tag, ciphertext, keys)
+            except VaultFormatError:
+                if salt in self._derived:
+                    raise
+        return _open(salt, tag, ciphertext, self._derive(salt))
+
+    def adopt(self, keys_by_salt):
+        for salt, keys in keys_by_salt.items():
+            self._keys.setdefault(salt, keys)
+
+    def keys(self, salt):
+        return self._keys.get(salt)
+
+    @property
+    def derived(self):
+        return set(self._derived)
+
+
+def salt_of(raw):
+    """The salt of an ansible-vault text from its first bytes; None when they are not ansible-vault."""
+    lines = raw.decode('ascii', 'replace').splitlines()
+    if not lines or not lines[0].startswith('$ANSIBLE_VAULT;'):
+        return None
+    body = ''.join(line.strip() for line in lines[1:])
+    try:
+        decoded = binascii.unhexlify(body[:len(body) - len(body) % 2])
+        if b'\n' not in decoded:
+            return None
+        return binascii.unhexlify(decoded.split(b'\n', 1)[0])
+    except (ValueError, TypeError, binascii.Error):
+        return None
 
 
 ENTRY_HEADER = ('# tokenops.rotation secret store entry. version is the check-and-set counter; '
@@ -264,6 +302,8 @@ class FileStore(Store):
         self._password_checked = False
         self._check_lock = threading.Lock()
         self._vault = VaultKeys(self._secret)
+        self._vault.on_miss = self._load_keyring
+        self._keyring_salt = None
         self._request_log = request_log
         self.timeout = float(timeout)
         self._migration_lock = threading.Lock()
@@ -553,6 +593,83 @@ class FileStore(Store):
                     if name.endswith(ENTRY_SUFFIX):
                         return os.path.join(root, name)
         return None
+
+    # -- the key cache -----------------------------------------------------------------------
+
+    def _keyring_entries(self, raw):
+        """{salt: keys} of a key cache file; VaultFormatError/ValueError when it does not open."""
+        document = json.loads(self._vault.decrypt(raw.decode('ascii')).decode('utf-8'))
+        found = {}
+        for salt, keys in (document.get('keys') or {}).items():
+            keys = binascii.unhexlify(keys)
+            if len(keys) == 80:
+                found[binascii.unhexlify(salt)] = (keys[:32], keys[32:64], keys[64:80])
+        return found
+
+    def _load_keyring(self):
+        """Adopt the keys the key cache holds: one derivation opens the keys of every entry file it lists."""
+        try:
+            raw = self._read_bytes(os.path.join(self.path, KEYRING))
+            if raw:
+                self._vault.adopt(self._keyring_entries(raw))
+                self._keyring_salt = salt_of(raw)
+        except (OSError, ValueError, TypeError, AttributeError, binascii.Error, VaultFormatError):
+            pass   # a cache that does not open is no cache: every entry opens with the password
+
+    def close(self):
+        """Keep the keys this run derived for its entry files in the key cache, for the next run."""
+        try:
+            self._save_keyring()
+        except (OSError, StoreError, ValueError, TypeError, binascii.Error, VaultFormatError):
+            pass   # the next run derives those keys again, nothing else
+
+    def _save_keyring(self):
+        fresh = self._vault.derived - set([self._keyring_salt])
+        if not fresh or not os.path.isdir(self.path):
+            return
+        op = 'keep the key cache'
+        with self._store_lock(op) as layout:
+            if layout != 'folder':
+                return
+            with self._entry_lock(KEYRING, op):
+                target = os.path.join(self.path, KEYRING)
+                raw = self._read_bytes(target)
+                kept = set()
+                if raw:
+                    try:
+                        current = self._keyring_entries(raw)
+                        self._vault.adopt(current)
+                        kept = set(current)
+                    except (ValueError, TypeError, binascii.Error, VaultFormatError):
+                        pass    # made with another password, or damaged: it is replaced
+                live = self._live_salts()
+                keys = dict((salt, self._vault.keys(salt)) for salt in live if self._vault.keys(salt) is not None)
+                if set(keys) == kept:
+                    return
+                document = {'about': 'tokenops.rotation key cache: the derived keys of the entry files, so that a run '
+                                     'derives them once. Delete it at any time; it is made again.',
+                            'keys': dict((binascii.hexlify(salt).decode('ascii'), binascii.hexlify(b''.join(k)).decode('ascii'))
+                                         for salt, k in keys.items())}
+                blob = self._vault.encrypt(json.dumps(document, sort_keys=True).encode('utf-8')).encode('ascii')
+                self._write_file(target, blob)
+                self._keyring_salt = salt_of(blob)
+
+    def _live_salts(self):
+        """The salts of the entry files now in the store (the first bytes of each file hold its salt)."""
+        salts = set()
+        for root, dirs, files in os.walk(self.path):
+            if root == self.path:
+                dirs[:] = [d for d in dirs if d != LOCKS]
+            for name in files:
+                if name.endswith(ENTRY_SUFFIX):
+                    try:
+                        with open(os.path.join(root, name), 'rb') as handle:
+                            salt = salt_of(handle.read(512))
+                    except OSError:
+                        continue
+                    if salt is not None:
+                        salts.add(salt)
+        return salts
 
     # -- the earlier single-file format ------------------------------------------------------
 

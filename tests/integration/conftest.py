@@ -167,8 +167,9 @@ class StoreUnderTest:
 def file_store_state(file_path):
     """What changes when a file store is written: every entry file's name, inode and mtime.
 
-    A write replaces its entry file (a new inode), a delete removes it; the per-entry lock files,
-    which a write attempt that lost its check-and-set also creates, are not counted.
+    A write replaces its entry file (a new inode), a delete removes it. Only entry files (*.vault)
+    count: not the per-entry locks, which a write that lost its check-and-set also creates, nor the
+    key cache (.keyring), which a run that derived keys keeps up to date.
     """
     if not file_path.exists():
         return ()
@@ -180,8 +181,9 @@ def file_store_state(file_path):
         if root == str(file_path):
             dirs[:] = [d for d in dirs if d != ".locks"]
         for name in files:
-            info = os.stat(os.path.join(root, name))
-            state.append((os.path.relpath(os.path.join(root, name), file_path), info.st_ino, info.st_mtime_ns))
+            if name.endswith(".vault"):
+                info = os.stat(os.path.join(root, name))
+                state.append((os.path.relpath(os.path.join(root, name), file_path), info.st_ino, info.st_mtime_ns))
     return tuple(sorted(state))
 
 

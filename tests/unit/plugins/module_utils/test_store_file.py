@@ -344,13 +344,71 @@ def test_keys_are_derived_once_per_file(store_path):
     for _again in range(3):
         for n in range(5):
             store.read('k/e%d' % n)
-    assert store.derivations == 5
+    assert store.derivations == 5             # no key cache yet: one derivation per file, once
     store.write('k/e0', {'n': 'next'}, 1)     # its check-and-set read opens e0 from the cache
     assert store.derivations == 6
     salts = set()
     for path in entry_files(store_path):
         salts.add(store_file._parse(open(path).read())[0])
     assert len(salts) == 5                    # no two files share a salt (and so an AES-CTR keystream)
+
+
+def test_the_key_cache_opens_every_entry_with_one_derivation(store_path, tmp_path):
+    writer = open_store(store_path)
+    for n in range(20):
+        writer.write('k/e%d' % n, {'n': n}, 0)
+    writer.close()                            # a run ends: its derived keys are kept
+    keyring = store_path / store_file.KEYRING
+    assert keyring.read_text().startswith('$ANSIBLE_VAULT;1.1;AES256')
+    view = subprocess.run([CLI, 'view', '--vault-password-file', password_file(tmp_path), str(keyring)],
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    assert len(yaml.safe_load(view)['keys']) == 20      # it opens with the password like every entry
+
+    reader = open_store(store_path)
+    for n in range(20):
+        assert reader.read('k/e%d' % n) == Entry({'n': n}, 1)
+    assert reader.derivations == 1            # the key cache itself
+    before = keyring.read_bytes()
+    reader.close()
+    assert keyring.read_bytes() == before     # a run that derived nothing new leaves it alone
+
+    rotating = open_store(store_path)
+    for n in range(10):
+        rotating.write('k/e%d' % n, {'n': n + 100}, 1)
+    rotating.close()
+    assert len(json_keys(keyring, rotating)) == 20           # replaced files' keys are dropped, new ones kept
+    fresh = open_store(store_path)
+    assert [fresh.read('k/e%d' % n).version for n in range(20)] == [2] * 10 + [1] * 10
+    assert fresh.derivations == 1
+
+
+def json_keys(keyring, store):
+    import json
+    return json.loads(store._vault.decrypt(keyring.read_text()))['keys']
+
+
+def test_a_wrong_or_damaged_key_cache_costs_time_never_a_result(store_path):
+    writer = open_store(store_path)
+    for n in range(3):
+        writer.write('k/e%d' % n, {'n': n}, 0)
+    writer.close()
+    keyring = store_path / store_file.KEYRING
+    # keys that do not fit their salt: the password decides
+    salts = [store_file._parse(open(path).read())[0] for path in entry_files(store_path)]
+    wrong = {salt: (b'k' * 32, b'h' * 32, b'i' * 16) for salt in salts}
+    import json
+    document = {'keys': dict((s.hex(), b''.join(k).hex()) for s, k in wrong.items())}
+    keyring.write_text(store_file.vault_encrypt(json.dumps(document).encode(), PASSWORD.encode()))
+    reader = open_store(store_path)
+    assert [reader.read('k/e%d' % n) for n in range(3)] == [Entry({'n': n}, 1) for n in range(3)]
+    assert reader.derivations == 4
+    keyring.write_text('not a vault at all')
+    reader = open_store(store_path)
+    assert [reader.read('k/e%d' % n) for n in range(3)] == [Entry({'n': n}, 1) for n in range(3)]
+    reader.close()                            # and it is made again
+    assert open_store(store_path).read('k/e1') == Entry({'n': 1}, 1)
+    assert keyring.read_text().startswith('$ANSIBLE_VAULT;')
+    assert open_store(store_path).list('') == ['k/e0', 'k/e1', 'k/e2']   # the key cache is no entry
 
 
 # -- the store's folder ------------------------------------------------------------------------
