@@ -488,7 +488,7 @@ def test_file_ansible_vault_view_opens_it(tmp_path):
                          capture_output=True, text=True, timeout=60, check=True).stdout
     doc = yaml.safe_load(out)
     data = {'secret': SECRET, 'rotation_count': 2, 'rotated_at': '2026-11-23T06:20:00Z'}
-    assert doc == {'path': path, 'version': 1, 'data': data}
+    assert doc == {'about': store_file.ENTRY_ABOUT, 'path': path, 'version': 1, 'data': data}
     assert stat.S_IMODE(os.stat(entry_file).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(s.path).st_mode) == 0o700
     assert s.describe() == 'file ' + s.path
