@@ -54,8 +54,10 @@ import fcntl
 import hashlib
 import json
 import os
+import queue
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -165,6 +167,83 @@ def vault_decrypt(text, password):
     return _open(salt, tag, ciphertext, _derive(password, salt))
 
 
+# The helper of KeyFactory: fresh salts and their keys, one per byte asked for on stdin.
+_KEY_HELPER = r"""
+import os, sys
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+source, sink = sys.stdin.buffer, sys.stdout.buffer
+password = source.read(int.from_bytes(source.read(4), "big"))
+while source.read(1):
+    salt = os.urandom(32)
+    sink.write(salt + PBKDF2HMAC(algorithm=hashes.SHA256(), length=80, salt=salt, iterations=10000).derive(password))
+    sink.flush()
+"""
+
+
+class KeyFactory:
+    """Keys for fresh salts, derived ahead of need by a helper process.
+
+    A derivation is CPU work that holds the GIL of the module's process for its whole length;
+    in a helper it runs on another core while the module's threads wait for HTTP answers and
+    fsyncs. A writer that finds no derived pair ready derives its own, so both cores work.
+    Every pair is taken once (a salt is never used for two files). The helper reads the password
+    from a pipe, never from its command line or environment, and ends when the pipe closes.
+    """
+
+    PAIR = 32 + 80
+
+    def __init__(self, password, depth=4):
+        self._pid = os.getpid()
+        self._ready = queue.Queue()
+        self._write_lock = threading.Lock()
+        self._proc = subprocess.Popen([sys.executable, '-c', _KEY_HELPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, close_fds=True)
+        self._proc.stdin.write(len(password).to_bytes(4, 'big') + password + b'\x01' * depth)
+        self._proc.stdin.flush()
+        reader = threading.Thread(target=self._read, name='tokenops-key-factory')
+        reader.daemon = True
+        reader.start()
+
+    def _read(self):
+        stream = self._proc.stdout
+        while True:
+            pair = stream.read(self.PAIR)
+            if not pair or len(pair) < self.PAIR:
+                return
+            keys = pair[32:]
+            self._ready.put((pair[:32], (keys[:32], keys[32:64], keys[64:80])))
+
+    def take(self):
+        """A (salt, keys) pair nobody else gets, or None when none is ready."""
+        if os.getpid() != self._pid:   # a forked child shares the helper's pipes: it must not read them
+            return None
+        try:
+            pair = self._ready.get_nowait()
+        except queue.Empty:
+            return None
+        try:
+            with self._write_lock:
+                self._proc.stdin.write(b'\x01')
+                self._proc.stdin.flush()
+        except (OSError, ValueError):
+            pass
+        return pair
+
+    def close(self):
+        if os.getpid() != self._pid:
+            return
+        try:
+            self._proc.stdin.close()
+        except (OSError, ValueError):
+            pass
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
+
+
 class VaultKeys:
     """ansible-vault encryption with one password, deriving the keys of a salt once.
 
@@ -173,12 +252,19 @@ class VaultKeys:
     store's key cache). Keys that do not open a file are not trusted: the password decides then.
     """
 
-    def __init__(self, password_source):
+    # After this many writes in one run, derive ahead in a helper process (a single write is not worth one).
+    FACTORY_AFTER = 8
+
+    def __init__(self, password_source, factory_after=FACTORY_AFTER):
         self._password_source = password_source
         self._keys = {}
-        self._derived = set()    # salts whose keys this object derived from the password
+        self._derived = set()    # salts whose keys this object (or its helper) derived from the password
         self.derivations = 0
         self.on_miss = None      # called once, at the first salt without keys (loads the key cache)
+        self._factory_after = factory_after
+        self._encrypted = 0
+        self._factory = None
+        self._factory_lock = threading.Lock()
 
     def _derive(self, salt):
         keys = _derive(self._password_source(), salt)
@@ -188,8 +274,48 @@ class VaultKeys:
         return keys
 
     def encrypt(self, plaintext):
-        salt = os.urandom(32)
-        return _seal(plaintext, salt, self._derive(salt))
+        pair = self._fresh_pair()
+        if pair is None:
+            salt = os.urandom(32)
+            return _seal(plaintext, salt, self._derive(salt))
+        salt, keys = pair
+        self._keys[salt] = keys
+        self._derived.add(salt)
+        return _seal(plaintext, salt, keys)
+
+    def _fresh_pair(self):
+        with self._factory_lock:
+            self._encrypted += 1
+            if self._factory is None and self._factory_after is not None and self._encrypted > self._factory_after:
+                self._factory_after = None   # one attempt per run
+                self._factory = self._start_factory()
+            factory = self._factory
+        return factory.take() if factory is not None else None
+
+    def _start_factory(self):
+        password = self._password_source()
+        try:
+            factory = KeyFactory(password)
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return None
+        # A pair it made must open with the password, or none of its pairs is used.
+        check = None
+        deadline = time.monotonic() + 30
+        while check is None and time.monotonic() < deadline:
+            check = factory.take()
+            if check is None:
+                time.sleep(0.005)
+        if check is None or _derive(password, check[0]) != check[1]:
+            factory.close()
+            return None
+        self.derivations += 1
+        return factory
+
+    def close(self):
+        with self._factory_lock:
+            factory, self._factory = self._factory, None
+        if factory is not None:
+            factory.close()
 
     def decrypt(self, text):
         salt, tag, ciphertext = _parse(text)
@@ -622,6 +748,7 @@ class FileStore(Store):
 
     def close(self):
         """Keep the keys this run derived for its entry files in the key cache, for the next run."""
+        self._vault.close()
         try:
             self._save_keyring()
         except (OSError, StoreError, ValueError, TypeError, binascii.Error, VaultFormatError):

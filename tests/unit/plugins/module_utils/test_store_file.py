@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import yaml
@@ -361,6 +362,39 @@ def test_keys_are_derived_once_per_file(store_path):
     for path in entry_files(store_path):
         salts.add(store_file._parse(open(path).read())[0])
     assert len(salts) == 5                    # no two files share a salt (and so an AES-CTR keystream)
+
+
+def test_a_helper_process_derives_keys_ahead_and_every_file_still_opens(store_path):
+    """Past a few writes, fresh salts and their keys come from a helper process (off the module's GIL)."""
+    store = open_store(store_path)
+    barrier = threading.Barrier(4)
+
+    def write_some(t):
+        barrier.wait()
+        for n in range(15):
+            store.write('h/t%d/e%d' % (t, n), {'n': n}, 0)
+
+    writers = [threading.Thread(target=write_some, args=(t,)) for t in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    factory = store._vault._factory
+    assert factory is not None
+    helper = factory._proc
+    deadline = time.monotonic() + 60
+    while factory._ready.empty() and time.monotonic() < deadline:
+        time.sleep(0.01)                        # the helper's next pair (a busy machine may take a while)
+    derived = store.derivations
+    store.write('h/from-the-helper', {'n': 'helper'}, 0)
+    assert store.derivations == derived         # that write's salt and keys came from the helper
+    salts = [store_file._parse(open(path).read())[0] for path in entry_files(store_path)]
+    assert len(salts) == 61 == len(set(salts))  # never a salt twice, helper or not
+    store.close()
+    assert helper.poll() is not None            # the helper ends with the run
+    fresh = open_store(store_path, vault_password_file=None)
+    assert all(fresh.read('h/t%d/e%d' % (t, n)) == Entry({'n': n}, 1) for t in range(4) for n in range(15))
+    assert fresh.read('h/from-the-helper') == Entry({'n': 'helper'}, 1)
 
 
 def test_the_key_cache_opens_every_entry_with_one_derivation(store_path, tmp_path):
