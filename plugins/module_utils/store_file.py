@@ -10,6 +10,7 @@ Layout, under `file_path` (what `ansible-vault view FILE` opens is any `*.vault`
       tokenops/das/tenant.example.com/ws-token.vault
       tokenops/das/tenant.example.com/systems/s1/opa.vault
       .locks/<sha256 of the entry path>.lock        one lock per entry, for its writers
+      .keyring                                      the key cache (see below)
     <file_path>.lock                                the store lock (see below)
 
 An entry file decrypts to a JSON document (which is YAML too) ``{"about": ..., "path": <entry path>,
@@ -37,10 +38,13 @@ written here with the `cryptography` package (a dependency of ansible-core) beca
 own VaultLib is controller code, and importing it inside a module payload breaks the module's
 result serialisation. The tests check the format against the `ansible-vault` command both ways.
 
-The key derivation (about 8 ms of CPU) dominates the cost of an entry. Derived keys are cached per
-salt, so a file read or written once in a run is opened again without deriving (the check-and-set
-read of every write is such a re-read). Every write uses a fresh random salt: the counter of
-AES-CTR comes from the salt, so two different plaintexts under one salt would share a keystream.
+The key derivation (about 7 ms of CPU) dominates the cost of an entry. Every write uses a fresh
+random salt: the counter of AES-CTR comes from the salt, so two different plaintexts under one salt
+would share a keystream. Derived keys are cached per salt, so a file read or written once in a run
+is opened again without deriving (the check-and-set read of every write is such a re-read); at the
+end of a run the keys of the entry files are kept in `<file_path>/.keyring` (ansible-vault, same
+password), so the next run opens every entry with one derivation. Past a few writes, a helper
+process derives the keys of fresh salts ahead of need, off the GIL of the module's threads.
 """
 
 from __future__ import absolute_import, division, print_function
