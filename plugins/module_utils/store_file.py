@@ -399,6 +399,41 @@ def _fsync_dir(path):
         os.close(fd)
 
 
+class FolderSync:
+    """The fsync of a folder after a rename into it, shared by the writers that renamed meanwhile.
+
+    A folder's fsync makes every rename done in it before the fsync began durable, so writers
+    that renamed while another's fsync was running need only the next one (group commit): with
+    a thread per token writing into one host's folder, the disk sees one folder fsync per batch.
+    """
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._folders = {}   # folder -> [renames counted, renames made durable, an fsync running]
+
+    def rename(self, source, target):
+        folder = os.path.dirname(target)
+        os.replace(source, target)
+        with self._changed:
+            state = self._folders.setdefault(folder, [0, 0, False])
+            state[0] += 1
+            ticket = state[0]
+            while state[1] < ticket:
+                if state[2]:
+                    self._changed.wait()
+                    continue
+                state[2] = True
+                covered = state[0]        # every rename counted so far happened before this fsync begins
+                self._changed.release()
+                try:
+                    _fsync_dir(folder)
+                finally:
+                    self._changed.acquire()
+                    state[2] = False
+                    self._changed.notify_all()
+                state[1] = max(state[1], covered)
+
+
 class FileStore(Store):
     kind = 'file'
 
@@ -438,6 +473,7 @@ class FileStore(Store):
         self._request_log = request_log
         self.timeout = float(timeout)
         self._migration_lock = threading.Lock()
+        self._folder_sync = FolderSync()
         self._single_file_cache = None
 
     @classmethod
@@ -656,9 +692,8 @@ class FileStore(Store):
                 handle.write(blob)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp, target)
+            self._folder_sync.rename(tmp, target)
             tmp = None
-            _fsync_dir(folder)
         finally:
             if tmp is not None:
                 try:

@@ -162,6 +162,54 @@ def test_two_threads_writing_one_entry_one_wins_the_other_conflicts(store_path):
     assert open_store(store_path).read('shared/entry') == Entry({'secret': 'writer-%d' % winner[1]}, 2)
 
 
+def test_writers_into_one_folder_share_its_fsyncs_and_each_waits_for_one_after_its_rename(store_path, monkeypatch):
+    """Group commit: a write returns only after an fsync of its folder that began after its rename."""
+    store = open_store(store_path)
+    store.write('g/first', {'n': 0}, 0)
+    events = []
+    lock = threading.Lock()
+    real_replace, real_fsync_dir = os.replace, store_file._fsync_dir
+
+    def replace(source, target):
+        real_replace(source, target)
+        with lock:
+            events.append(('renamed', target))
+
+    def fsync_dir(folder):
+        with lock:
+            events.append(('fsync begins', folder))
+        threading.Event().wait(0.02)             # a disk that takes its time
+        real_fsync_dir(folder)
+        with lock:
+            events.append(('fsync ends', folder))
+
+    monkeypatch.setattr(store_file.os, 'replace', replace)
+    monkeypatch.setattr(store_file, '_fsync_dir', fsync_dir)
+    returned = {}
+
+    def write_some(t):
+        for n in range(6):
+            target = os.path.join(str(store_path), 'g', 't%d-%d.vault' % (t, n))
+            store.write('g/t%d-%d' % (t, n), {'n': n}, 0)
+            with lock:
+                returned[target] = len(events)
+
+    writers = [threading.Thread(target=write_some, args=(t,)) for t in range(8)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    folder = os.path.join(str(store_path), 'g')
+    begins = [i for i, (kind, where) in enumerate(events) if kind == 'fsync begins' and where == folder]
+    assert len(begins) < 48                      # fewer folder fsyncs than writes
+    for target, seen in returned.items():
+        renamed = events.index(('renamed', target))
+        began = [i for i in begins if i > renamed]
+        assert began, target
+        ended = [i for i, e in enumerate(events) if e == ('fsync ends', folder) and i > began[0]]
+        assert ended and ended[0] < seen, target     # the fsync that covers it had ended before write() returned
+
+
 # -- crashes -----------------------------------------------------------------------------------
 
 def _paused_writer(path, entry, cas, where, ready):
