@@ -187,51 +187,20 @@ class Bench:
     # -- (b) the floor
 
     def floor(self, kind, n, template, concurrency):
-        """The same HTTP calls per token as the collection made, with the same concurrency, and nothing else."""
-        local = threading.local()
+        """The same HTTP calls per token as the collection made, with the same concurrency, and nothing else.
 
-        def session():
-            if getattr(local, "session", None) is None:
-                local.session = requests.Session()
-                local.session.trust_env = False
-            return local.session
-
-        body = dict(APP, regenerate=True)
-        das_headers = {"Authorization": "Bearer " + self.admin}
-        vault_headers = {"X-Vault-Token": self.bao.root_token}
-
-        def one(token_id):
-            s = session()
-            secret = None
-            version = 0
-            for where, method, path in template:
-                if where == "das":
-                    url = self.url + path.replace("{id}", token_id)
-                    if method == "PUT":
-                        response = s.put(url, json=body, headers=das_headers, timeout=30)
-                        secret = response.json().get("result")
-                    else:   # a GET after the mint probes the new secret, as the module's verify does
-                        headers = {"Authorization": "Bearer " + secret} if secret else das_headers
-                        response = s.request(method, url, headers=headers, timeout=30)
-                else:
-                    url = "%s/v1/%s" % (self.bao.url, path.replace("fleet-%d/" % n, "floor-%d/" % n, 1).replace("{id}", token_id))
-                    if method == "read":
-                        response = s.get(url, headers=vault_headers, timeout=30)
-                        version = response.json()["data"]["metadata"]["version"] if response.status_code == 200 else 0
-                    else:
-                        record = {"secret": secret or "", "token_id": token_id, "fingerprint": "sha256:000000000000",
-                                  "issued_at": "2026-01-01T00:00:00Z", "expires_at": None, "product": "das"}
-                        response = s.post(url, json={"data": record, "options": {"cas": version}}, headers=vault_headers, timeout=30)
-                        version = response.json()["data"]["version"]
-                probe = where == "das" and method == "GET" and secret    # 403: authenticated without the right, as verify accepts
-                if response.status_code >= 400 and not (where == "vault" and method == "read") and not (probe and response.status_code == 403):
-                    raise RuntimeError("floor: %s %s %s -> %d" % (where, method, path, response.status_code))
-
-        ids = ["fleet-%s-%d-%05d" % (kind, n, i) for i in range(n)]
-        started = time.time()
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            list(pool.map(one, ids))
-        return time.time() - started
+        It runs as a script of its own (this process also runs the simulator, whose threads would
+        share its GIL), and reports its own wall time.
+        """
+        job = {"das_url": self.url, "bao_url": self.bao.url, "admin": self.admin, "bao_token": self.bao.root_token,
+               "template": template, "ids": ["fleet-%s-%d-%05d" % (kind, n, i) for i in range(n)],
+               "from_prefix": "fleet-%d/" % n, "to_prefix": "floor-%d/" % n, "concurrency": concurrency, "body": dict(APP, regenerate=True)}
+        path = self.work / ("floor-%s-%d.json" % (kind, n))
+        path.write_text(json.dumps(job))
+        proc = subprocess.run([sys.executable, __file__, "--floor-job", str(path)], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            sys.exit("the floor failed:\n%s" % proc.stderr[-3000:])
+        return float(proc.stdout.strip().splitlines()[-1])
 
     # -- (c) what people write today
 
@@ -254,6 +223,49 @@ class Bench:
         empty, _ = self.playbook([{"name": "nothing", "ansible.builtin.debug": {"msg": "start-up only"}}])
         seconds, _ = self.playbook(tasks)
         return (seconds - empty) / sample, seconds, empty
+
+
+def floor_job(path):
+    """(b): a minimal script making the collection's HTTP calls per token; prints its wall time."""
+    job = json.loads(Path(path).read_text())
+    local = threading.local()
+    das_headers = {"Authorization": "Bearer " + job["admin"]}
+    vault_headers = {"X-Vault-Token": job["bao_token"]}
+
+    def one(token_id):
+        if getattr(local, "session", None) is None:
+            local.session = requests.Session()
+            local.session.trust_env = False
+        s = local.session
+        secret = None
+        version = 0
+        for where, method, path in job["template"]:
+            if where == "das":
+                url = job["das_url"] + path.replace("{id}", token_id)
+                if method == "PUT":
+                    response = s.put(url, json=job["body"], headers=das_headers, timeout=30)
+                    secret = response.json().get("result")
+                else:   # a GET after the mint probes the new secret, as the module's verify does
+                    headers = {"Authorization": "Bearer " + secret} if secret else das_headers
+                    response = s.request(method, url, headers=headers, timeout=30)
+            else:
+                url = "%s/v1/%s" % (job["bao_url"], path.replace(job["from_prefix"], job["to_prefix"], 1).replace("{id}", token_id))
+                if method == "read":
+                    response = s.get(url, headers=vault_headers, timeout=30)
+                    version = response.json()["data"]["metadata"]["version"] if response.status_code == 200 else 0
+                else:
+                    record = {"secret": secret or "", "token_id": token_id, "fingerprint": "sha256:000000000000",
+                              "issued_at": "2026-01-01T00:00:00Z", "expires_at": None, "product": "das"}
+                    response = s.post(url, json={"data": record, "options": {"cas": version}}, headers=vault_headers, timeout=30)
+                    version = response.json()["data"]["version"]
+            probe = where == "das" and method == "GET" and secret    # 403: authenticated without the right, as verify accepts
+            if response.status_code >= 400 and not (where == "vault" and method == "read") and not (probe and response.status_code == 403):
+                raise RuntimeError("floor: %s %s %s -> %d" % (where, method, path, response.status_code))
+
+    started = time.time()
+    with ThreadPoolExecutor(max_workers=job["concurrency"]) as pool:
+        list(pool.map(one, job["ids"]))
+    print(time.time() - started)
 
 
 def file_store_state(folder):
@@ -292,6 +304,9 @@ def profile_rows(records, wall):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--floor-job":
+        floor_job(sys.argv[2])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", default="500,2000", help="token counts, comma separated")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds the simulator waits before every answer")
