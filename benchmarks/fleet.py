@@ -45,7 +45,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / ".build" / "collections")]
 
-import tests.conftest  # noqa: E402,F401  (makes the .build/collections link to the work tree)
+import tests.conftest  # noqa: E402,F401  pylint: disable=unused-import  (makes the .build/collections link to the work tree)
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import RUN_SPEC  # noqa: E402
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import normalize_host  # noqa: E402
 from tests.fixtures.openbao import OpenBaoServer  # noqa: E402
@@ -220,8 +220,8 @@ class Bench:
                 "headers": {"X-Vault-Token": "{{ lookup('ansible.builtin.env', 'VAULT_TOKEN') }}"}},
              "loop": "{{ minted.results }}", "no_log": True},
         ]
-        empty, _ = self.playbook([{"name": "nothing", "ansible.builtin.debug": {"msg": "start-up only"}}])
-        seconds, _ = self.playbook(tasks)
+        empty = self.playbook([{"name": "nothing", "ansible.builtin.debug": {"msg": "start-up only"}}])[0]
+        seconds = self.playbook(tasks)[0]
         return (seconds - empty) / sample, seconds, empty
 
 
@@ -331,7 +331,7 @@ def main():
             for kind in stores:
                 ids = ["fleet-%s-%d-%05d" % (kind, n, i) for i in range(n)]
                 log("%d tokens, %s store: create" % (n, kind))
-                created, _ = bench.collection(kind, n, ids, "present", args.concurrency)
+                created = bench.collection(kind, n, ids, "present", args.concurrency)[0]
                 log("%d tokens, %s store: (a) rotate every token" % (n, kind))
                 das_from, audit_from = len(bench.sim.requests), bench.audit_offset()
                 rotated, records = bench.collection(kind, n, ids, "rotated", args.concurrency, profile=args.profile)
@@ -343,7 +343,7 @@ def main():
                 das_from, audit_from = len(bench.sim.requests), bench.audit_offset()
                 files_before = file_store_state(bench.work / ("file-%d" % n)) if kind == "file" else None
                 idle, idle_records = bench.collection(kind, n, ids, "present", args.concurrency, profile=True)
-                idle_das = [r for r in bench.das_requests(das_from)]
+                idle_das = bench.das_requests(das_from)
                 idle_vault = [r for r in bench.audit_requests(audit_from) if r[2].startswith("secret/")]
                 stats = idle_records[0]["stats"] if idle_records else {}
                 reads = stats.get("store read", [0])[0]
@@ -378,7 +378,7 @@ def main():
                 ids = ["fleet-%s-%d-%05d" % (kind, n, i) for i in range(n)]
                 for c in [int(x) for x in args.sweep.split(",")]:
                     log("sweep: %d tokens, %s store, concurrency %d" % (n, kind, c))
-                    seconds, _ = bench.collection(kind, n, ids, "rotated", c)
+                    seconds = bench.collection(kind, n, ids, "rotated", c)[0]
                     sweep.append((kind, n, c, seconds))
     finally:
         bench.close()
