@@ -45,7 +45,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / ".build" / "collections")]
 
-import tests.conftest  # noqa: E402,F401  pylint: disable=unused-import  (makes the .build/collections link to the work tree)
+# tests.conftest makes the .build/collections link to the work tree
+import tests.conftest  # noqa: E402,F401  pylint: disable=unused-import
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import RUN_SPEC  # noqa: E402
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import normalize_host  # noqa: E402
 from tests.fixtures.openbao import OpenBaoServer  # noqa: E402
