@@ -31,6 +31,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     path_for,
     resolve_store_params,
     store_from_params,
+    term_path,
 )
 from ansible_collections.tokenops.rotation.tests.fixtures.openbao import OpenBaoServer, free_port
 
@@ -460,6 +461,20 @@ def test_path_for():
             path_for(params, 'das', host, token_id)
     with pytest.raises(StoreConfigError):
         path_for({}, '', 'h', 'x')
+
+
+def test_term_path_takes_the_store_path_and_either_host_form():
+    products = ('das', 'dpa')
+    store_path = path_for({}, 'das', 'https://127.0.0.1:36301', 'ci-deployer')
+    assert store_path == 'tokenops/das/127.0.0.1_36301/ci-deployer'
+    for term in (store_path, 'das/127.0.0.1:36301/ci-deployer', 'das/127.0.0.1_36301/ci-deployer',
+                 'tokenops/das/127.0.0.1:36301/ci-deployer', '/das/127.0.0.1:36301/ci-deployer/'):
+        assert term_path(term, 'tokenops', products) == store_path, term
+    assert term_path('das/h:1/systems/s1/opa', 'ops/tok', products) == 'ops/tok/das/h_1/systems/s1/opa'
+    assert term_path('das/h:1/app', '', products) == 'das/h_1/app'
+    assert term_path('elsewhere/a:b/c', 'tokenops', products) == 'elsewhere/a:b/c'   # not a product path: as given
+    with pytest.raises(StoreConfigError):
+        term_path('das/../x', 'tokenops', products)
 
 
 def test_entry_repr_hides_data():
