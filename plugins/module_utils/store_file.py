@@ -65,6 +65,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 try:
     from cryptography.exceptions import InvalidSignature
@@ -100,6 +101,7 @@ MAX_SEGMENT_BYTES = 255 - len(ENTRY_SUFFIX)
 # A migration of a large single-file store takes a while; it cannot be left behind by a dead
 # process (an flock dies with its holder), so waiting for it long is safe.
 MIGRATION_WAIT = 600.0
+MIGRATION_THREADS = 8
 KEYRING = '.keyring'
 
 
@@ -558,8 +560,12 @@ class FileStore(Store):
 
     # -- locks -------------------------------------------------------------------------------
 
-    def _acquire(self, fd, exclusive, op, lock_path, timeout=None):
-        """Wait for the lock at most `timeout` seconds: a stuck holder must not hang every job."""
+    def _acquire(self, fd, exclusive, op, lock_path, timeout=None, migrating=None):
+        """Wait for the lock at most `timeout` seconds: a stuck holder must not hang every job.
+
+        migrating(), asked once when the lock is taken, says whether a migration holds it: that
+        ends by itself (an flock dies with its holder), so it is waited for up to MIGRATION_WAIT.
+        """
         mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
@@ -571,6 +577,11 @@ class FileStore(Store):
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                     raise self._os_error(op + ' (lock)', exc)
+            if migrating is not None:
+                if migrating():
+                    timeout = max(timeout, MIGRATION_WAIT)
+                    deadline = time.monotonic() + timeout
+                migrating = None
             if time.monotonic() >= deadline:
                 raise StoreUnavailable('file store %s: %s failed: another process has held the lock %s for more than %s s'
                                        % (self.path, op, lock_path, timeout))
@@ -620,7 +631,11 @@ class FileStore(Store):
                 yield self._layout(op)   # a reader of a folder it cannot write: nobody migrates there
                 return
         try:
-            self._acquire(fd, exclusive, op, self.lock_path, timeout)
+            if not exclusive:
+                with self._migration_lock:   # a migration by this run's other thread: wait for it, whatever it takes
+                    pass
+            self._acquire(fd, exclusive, op, self.lock_path, timeout,
+                          migrating=None if exclusive else lambda: self._layout(op) in ('single', 'moving'))
             yield self._layout(op)
         finally:
             os.close(fd)  # closing releases the flock
@@ -896,10 +911,14 @@ class FileStore(Store):
         try:
             building = tempfile.mkdtemp(prefix='.%s.new-' % os.path.basename(self.path), dir=self.folder)
             try:
-                for path in sorted(entries):
+                def move(path):
                     item = entries[path]
                     self._write_file(self._entry_file(check_path(path), building),
                                      self._encode_entry(path, item['version'], _plain(item['data'])))
+
+                # in parallel: the writes wait for the disk, and the key helper derives beside them
+                with ThreadPoolExecutor(max_workers=MIGRATION_THREADS) as pool:
+                    list(pool.map(move, sorted(entries)))
                 _fsync_dir(building)
                 if layout == 'single':
                     os.rename(self.path, self.moving_path)

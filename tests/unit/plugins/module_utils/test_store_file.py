@@ -355,6 +355,54 @@ def test_a_migration_killed_half_way_loses_nothing_and_the_next_write_finishes_i
     assert open_store(store_path).list('') == sorted(list(old) + ['tokenops/das/h_443/new'])
 
 
+def _reader_process(path, go, ready, results):
+    store = open_store(path, timeout=0.2)
+    go.wait(60)
+    ready.set()
+    try:
+        results.put(('read', store.read('tokenops/das/h_443/tok-001').data))
+    except Exception as exc:  # reported to the parent
+        results.put(('error', repr(exc)))
+
+
+def test_a_migration_takes_what_it_takes_and_others_wait_for_it_rather_than_time_out(store_path, monkeypatch):
+    """Readers in this run and in other processes wait for a migration far longer than the store's timeout."""
+    old = old_entries(12)
+    single_file_store(store_path, old)
+    store = open_store(store_path, timeout=0.2)
+    inside, release = threading.Event(), threading.Event()
+    real_encode = store_file.FileStore._encode_entry
+
+    def slow_encode(self, *args):
+        inside.set()
+        release.wait(60)
+        return real_encode(self, *args)
+
+    monkeypatch.setattr(store_file.FileStore, '_encode_entry', slow_encode)
+    # forked before the migration holds its lock: a child forked later would hold that lock's descriptor too
+    go, ready, results = FORK.Event(), FORK.Event(), FORK.Queue()
+    other = FORK.Process(target=_reader_process, args=(str(store_path), go, ready, results))
+    other.start()
+    writer = threading.Thread(target=store.write, args=('tokenops/das/h_443/new', {'secret': 'new'}, 0))
+    writer.start()
+    assert inside.wait(60)                               # the migration holds the store lock now
+    read = []
+    readers = [threading.Thread(target=lambda p=p: read.append(store.read(p))) for p in sorted(old)[:4]]
+    for reader in readers:
+        reader.start()
+    go.set()
+    assert ready.wait(60)
+    threading.Event().wait(1.0)                          # five times the store's timeout
+    release.set()
+    writer.join(60)
+    for reader in readers:
+        reader.join(60)
+    assert sorted(read, key=lambda e: e.data['n']) == [Entry(old[p]['data'], old[p]['version']) for p in sorted(old)[:4]]
+    assert results.get(timeout=60) == ('read', old['tokenops/das/h_443/tok-001']['data'])
+    other.join(30)
+    assert store_path.is_dir() and open_store(store_path).read('tokenops/das/h_443/new') == Entry({'secret': 'new'}, 1)
+
+
 # -- the format --------------------------------------------------------------------------------
 
 def test_every_entry_opens_with_the_ansible_vault_cli(store_path, tmp_path):
