@@ -55,7 +55,9 @@ def store_settings():
     password_file = DEMO / "vault-pass"
     password_file.write_text(secrets.token_urlsafe(24) + "\n")
     password_file.chmod(0o600)
-    return {"backend": "file", "file_path": str(DEMO / "store.vault"), "vault_password_file": str(password_file)}
+    # A new store: the file store creates its folder only when asked (a missing folder is otherwise refused).
+    return {"backend": "file", "file_path": str(DEMO / "store.vault"), "vault_password_file": str(password_file),
+            "create_folder": True}
 
 
 def write_inventory(groups):
@@ -156,9 +158,9 @@ def main():
             sys.exit("the second run rotated nothing; the clocks did not bring any token due")
         print("Run 3 changed nothing (outcome: %s). Reports: %s/tokenops-rotation.{json,md,html,prom}" % (
             third["outcome"], (DEMO / "reports").relative_to(REPO)))
-        print("Open the store with:")
-        vault_pass, vault_file = (DEMO / "vault-pass").relative_to(REPO), (DEMO / "store.vault").relative_to(REPO)
-        print("  .venv/bin/ansible-vault view --vault-password-file %s %s" % (vault_pass, vault_file))
+        entries = sorted(str(path.relative_to(REPO)) for path in (DEMO / "store.vault").rglob("*.vault"))
+        print("The store is a folder with one ansible-vault file per token; open one with:")
+        print("  .venv/bin/ansible-vault view --vault-password-file %s %s" % ((DEMO / "vault-pass").relative_to(REPO), entries[0]))
         print("(%.0f s)" % (time.time() - started))
     finally:
         for _product, sim in sims:

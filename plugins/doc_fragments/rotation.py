@@ -52,8 +52,10 @@ options:
   concurrency:
     description:
       - How many tokens of one task are handled at the same time.
+      - The work waits on the product's API and the store, not on the controller's CPU, so the
+        default suits a 2-core controller; lower it for an API that limits concurrent requests.
     type: int
-    default: 4
+    default: 16
 notes:
   - The store is the lock. A rotation writes its intent to the store entry (check-and-set) before
     it asks the product for a new secret, and writes the new secret to the store before it does

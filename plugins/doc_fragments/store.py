@@ -20,8 +20,8 @@ options:
     suboptions:
       backend:
         description:
-          - C(file) keeps entries in one local file encrypted in the C(ansible-vault) format
-            (C(ansible-vault view FILE) opens it). C(vault) uses a HashiCorp Vault or OpenBao KV
+          - C(file) keeps entries in a local folder, one file per entry encrypted in the C(ansible-vault)
+            format (C(ansible-vault view FILE) opens each). C(vault) uses a HashiCorp Vault or OpenBao KV
             version 2 mount.
         type: str
         choices: [file, vault]
@@ -32,15 +32,32 @@ options:
         default: tokenops
       host:
         description:
-          - Third part of the entry path. Defaults to the host (and port) of the product API URL; roles pass
-            C(inventory_hostname).
+          - Third part of the entry path. Defaults to the host of the product API URL, lowercased, with
+            its port after an underscore (C(das.example.com_8443) for C(https://das.example.com:8443));
+            roles pass C(inventory_hostname).
+          - A C(:) becomes C(_) here too, so the module's C(store_path) is the path the entry has. The
+            C(tokenops.rotation.token) lookup takes either form.
         type: str
       file_path:
         description:
-          - The file of the C(file) backend.
+          - The store of the C(file) backend, a folder with one C(ansible-vault) file per entry at
+            C(<file_path>/<entry path>.vault). It is created (mode 0700) by the first write.
+          - The folder that holds it must exist, unless O(store.create_folder=true). In a container
+            (an AWX execution environment) it must be on a persistent volume, or every job starts with
+            an empty store and the secrets minted by the last one are lost with its container.
+          - A store kept in one file (the format of earlier versions) at this path is read as it is and
+            turned into the folder by the first write; the file is kept beside it as
+            C(<file_path>.single-file-<time>).
           - Falls back to the environment variable E(TOKENOPS_STORE_FILE).
         type: path
         default: ~/.ansible/tokenops/store.vault
+      create_folder:
+        description:
+          - Create the folder that holds O(store.file_path) (mode 0700) when it does not exist.
+          - By default a missing folder fails the task before anything is sent, so that a volume that
+            failed to mount does not start a new, empty store.
+        type: bool
+        default: false
       vault_password_file:
         description:
           - File with the password of the C(file) backend (an executable is run and its output
@@ -100,7 +117,9 @@ options:
         type: bool
         default: true
       timeout:
-        description: Seconds to wait for each Vault request.
+        description:
+          - Seconds to wait for each Vault request, or for a lock of the C(file) backend held by another
+            process.
         type: int
         default: 10
 """

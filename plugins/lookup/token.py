@@ -12,7 +12,9 @@ version_added: 0.1.0
 description:
   - Returns the C(secret) (or another O(key)) of the store entries this collection writes, so a
     consumer task gets the live credential without ever handling a rotation.
-  - Each term is an entry path, or C(<product>/<host>/<token id>) below O(store.prefix).
+  - Each term is an entry path as the modules report it in C(store_path), or
+    C(<product>/<host>/<token id>) below O(store.prefix). The host may be written as in the API URL,
+    C(host:port) (C(das/tenant.example.com:8443/app)), or as in the path, C(host_port).
   - While a rotation runs, or after one was interrupted, the entry holds its intent. The intent
     says whether the stored secret still works at its step. It does during an overlap before its
     promotion, a DPA adoption or an Open Payments grant request; it may not during a DAS regenerate
@@ -25,7 +27,9 @@ author:
   - tokenops developers (@tokenops)
 options:
   _terms:
-    description: Entry paths (C(tokenops/das/example.styra.com/app)) or C(das/example.styra.com/app).
+    description:
+      - Entry paths (C(tokenops/das/example.styra.com/app), the module's C(store_path)) or
+        C(das/example.styra.com/app); C(das/127.0.0.1:8443/app) and C(das/127.0.0.1_8443/app) name the same entry.
     type: list
     elements: str
     required: true
@@ -68,9 +72,9 @@ from ansible.plugins.lookup import LookupBase
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import SECRET_UNUSABLE
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     StoreError,
-    check_path,
     resolve_store_params,
     store_from_params,
+    term_path,
 )
 
 PRODUCTS = ("das", "dpa", "secretserver", "openpayments")
@@ -85,9 +89,7 @@ class LookupModule(LookupBase):
             store = store_from_params(params)
             values = []
             for term in terms:
-                path = check_path(term, "entry path")
-                if path.split("/", 1)[0] in PRODUCTS and params.get("prefix"):
-                    path = "%s/%s" % (params["prefix"].strip("/"), path)
+                path = term_path(term, params.get("prefix"), PRODUCTS)
                 entry = store.read(path)
                 if not entry.data:
                     raise AnsibleLookupError("tokenops.rotation.token: no store entry at %s (%s)" % (path, store.describe()))

@@ -12,6 +12,7 @@ __metaclass__ = type
 
 import email.utils
 import json as _json
+import os
 import random
 import threading
 import time
@@ -34,36 +35,123 @@ RETRY_STATUSES = (429, 502, 503, 504)
 REDACTED = "<redacted>"
 
 
+class EnvironmentSettings:
+    """What requests would read from the environment on every request, read once per host.
+
+    With trust_env, requests walks os.environ for proxies and NO_PROXY, reads ~/.netrc (whose
+    entry would replace our Authorization header) and REQUESTS_CA_BUNDLE on each request: about a
+    fifth of a request's CPU with an environment as big as Ansible's. A session made with
+    trust_env off gets the proxies of each host and the CA bundle from here instead.
+    """
+
+    def __init__(self, verify):
+        if verify is True:
+            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self.verify = verify
+        self._proxies = {}
+        self._lock = threading.Lock()
+
+    def proxies(self, url):
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        with self._lock:
+            found = self._proxies.get(key)
+            if found is None:
+                found = self._proxies[key] = requests.utils.get_environ_proxies(url)
+        return found
+
+
+class SecretMask:
+    """Masks every occurrence of any of many secrets, in one pass over each text.
+
+    Replacing secret by secret costs len(text) x secrets; a result over thousands of tokens holds
+    thousands of strings and the run has seen as many secrets. Indexed by their first m characters
+    (m: the shortest secret's length), a text is scanned once, one dictionary lookup per position.
+    Every character inside an occurrence of any secret is masked, and overlapping or adjacent
+    occurrences become one marker, so no part of a secret is left.
+    """
+
+    def __init__(self, secrets, marker=REDACTED, exact_marker=None):
+        secrets = set(value for value in secrets if value)
+        self.marker = marker
+        self.exact_marker = exact_marker      # a text that is exactly a secret (as Ansible marks a no_log value)
+        self._exact = secrets
+        self._width = min(len(value) for value in secrets) if secrets else 0
+        self._index = {}
+        for value in secrets:
+            self._index.setdefault(value[:self._width], []).append(value)
+
+    def text(self, text):
+        width = self._width
+        if not width or len(text) < width:
+            return text
+        if self.exact_marker is not None and text in self._exact:
+            return self.exact_marker
+        index = self._index
+        spans = []
+        for start in range(len(text) - width + 1):
+            candidates = index.get(text[start:start + width])
+            if candidates:
+                end = max((start + len(value) for value in candidates if text.startswith(value, start)), default=None)
+                if end is not None:
+                    if spans and start <= spans[-1][1]:
+                        spans[-1][1] = max(spans[-1][1], end)
+                    else:
+                        spans.append([start, end])
+        if not spans:
+            return text
+        parts = []
+        at = 0
+        for start, end in spans:
+            parts.append(text[at:start])
+            parts.append(self.marker)
+            at = end
+        parts.append(text[at:])
+        return "".join(parts)
+
+    def value(self, value):
+        """A copy of value (dicts, lists, tuples of strings and scalars) with every string masked."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return dict((key, self.value(item)) for key, item in value.items())
+        if isinstance(value, (list, tuple)):
+            return [self.value(item) for item in value]
+        return value
+
+
 class Redactor:
     """Every secret a run has seen; `scrub` replaces them in any text.
 
-    The module base also adds each secret to AnsibleModule.no_log_values, so Ansible masks it in
-    results; this class covers the strings we build ourselves (error messages, warnings).
+    The module base also adds each secret to AnsibleModule.no_log_values, and masks the module's
+    result with them in one pass (SecretMask) before Ansible sees it; this class covers the
+    strings we build ourselves (error messages, warnings).
     """
 
     def __init__(self):
         self._secrets = set()
         self._lock = threading.Lock()
+        self._mask = None
         self.on_add = None
 
     def add(self, value):
         if not value or not isinstance(value, str) or len(value) < 4:
             return
         with self._lock:
-            self._secrets.add(value)
+            if value not in self._secrets:
+                self._secrets.add(value)
+                self._mask = None
         if self.on_add is not None:
             self.on_add(value)
 
     def scrub(self, text):
         if text is None:
             return text
-        text = str(text)
         with self._lock:
-            secrets_ = sorted(self._secrets, key=len, reverse=True)
-        for value in secrets_:
-            if value in text:
-                text = text.replace(value, REDACTED)
-        return text
+            if self._mask is None:
+                self._mask = SecretMask(self._secrets)
+            mask = self._mask
+        return mask.text(str(text))
 
 
 class ApiError(Exception):
@@ -156,12 +244,14 @@ class HttpClient:
         self.change_guard = change_guard
         self.request_count = 0
         self.session = requests.Session()
+        self.session.trust_env = False   # read once by EnvironmentSettings instead
         adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.headers["User-Agent"] = user_agent
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override a session's verify.
-        self.verify = ca_path if ca_path else bool(validate_certs)
+        self.environment = EnvironmentSettings(ca_path if ca_path else bool(validate_certs))
+        self.verify = self.environment.verify
         self._count_lock = threading.Lock()
 
     def url(self, path):
@@ -210,8 +300,8 @@ class HttpClient:
                 sent = dict(headers)
                 if signer is not None:
                     sent.update(signer(method, url, sent, data if isinstance(data, bytes) else None))
-                response = self.session.request(method, url, data=data, headers=sent,
-                                                timeout=timeout or self.timeout, verify=self.verify)
+                response = self.session.request(method, url, data=data, headers=sent, timeout=timeout or self.timeout,
+                                                verify=self.verify, proxies=self.environment.proxies(url))
             except requests.exceptions.RequestException as exc:
                 # A connection that was refused never reached the server; anything later may have.
                 unknown = not isinstance(exc, requests.exceptions.ConnectTimeout) and not _refused(exc)

@@ -25,6 +25,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.http_client impo
     ApiError,
     HttpClient,
     Redactor,
+    SecretMask,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import (
     BackOff,
@@ -72,7 +73,9 @@ RUN_SPEC = dict(
     lock_timeout=dict(type="str", default="5m"),
     lease=dict(type="str", default="60s"),
     return_secret=dict(type="bool", default=False),
-    concurrency=dict(type="int", default=4),
+    # I/O-bound work (each token waits on the product and the store): 16 at a time hides the wait
+    # on a 2-core controller; benchmarks/RESULTS.md has the measurements of 4, 8, 16 and 32.
+    concurrency=dict(type="int", default=16),
 )
 
 STORE_SPEC = dict(store=STORE_ARG_SPEC)
@@ -103,6 +106,8 @@ class TokenModule:
         kwargs.setdefault("supports_check_mode", True)
         self.module = AnsibleModule(argument_spec=spec, **kwargs)
         self.params = self.module.params
+        # The no_log options' values; the secrets this run sees are added to no_log_values later.
+        self._option_no_log = frozenset(self.module.no_log_values)
         if not HAS_REQUESTS:
             self.module.fail_json(msg="the Python library requests is required by tokenops.rotation",
                                   exception=str(REQUESTS_IMPORT_ERROR))
@@ -117,7 +122,7 @@ class TokenModule:
         self.driver = None
         try:
             self.policy = Policy.from_params(self.params) if policy_options else None
-            self.params.setdefault("concurrency", 4)
+            self.params.setdefault("concurrency", RUN_SPEC["concurrency"]["default"])
             self.params.setdefault("return_secret", False)
             self.lock_timeout = parse_duration(self.params.get("lock_timeout") or "5m", "lock_timeout")
             self.lease = parse_duration(self.params.get("lease") or "60s", "lease")
@@ -168,7 +173,8 @@ class TokenModule:
         if self.client is None:
             p = self.params
             kwargs = dict(validate_certs=p["validate_certs"], ca_path=p["ca_path"], timeout=p["timeout"],
-                          retries=p["retries"], redactor=self.redactor, pool_size=max(4, p.get("concurrency", 1) * 2),
+                          # a worker thread holds one connection at a time: as many kept alive as threads run
+                          retries=p["retries"], redactor=self.redactor, pool_size=max(4, p.get("concurrency", 1)),
                           change_guard=self.guard if self.guarded else None)
             kwargs.update(overrides)
             self.client = HttpClient(self.product_name, p["url"], **kwargs)
@@ -209,7 +215,28 @@ class TokenModule:
         return self.driver
 
     def fail(self, msg, **kwargs):
-        self.module.fail_json(msg=self.redactor.scrub(msg), **kwargs)
+        self.fail_json(msg=self.redactor.scrub(msg), **kwargs)
+
+    def exit_json(self, **out):
+        self._finish(self.module.exit_json, out)
+
+    def fail_json(self, **out):
+        self._finish(self.module.fail_json, out)
+
+    def _finish(self, finish, out):
+        """Mask this run's secrets in the result in one pass, then let Ansible mask the no_log options.
+
+        AnsibleModule masks every string of a result against every no_log value, a str.replace for
+        each pair: with a secret seen per token, a result over 2000 tokens would cost 2000 x 2000
+        passes per string. The same masks (its markers, every occurrence) in one pass per string.
+        """
+        seen = set(self.module.no_log_values) - self._option_no_log
+        if seen:
+            mask = SecretMask(seen, marker="********", exact_marker="VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")
+            out = mask.value(out)
+            out.setdefault("invocation", {"module_args": mask.value(self.params)})
+            self.module.no_log_values = set(self._option_no_log)
+        finish(**out)
 
     def _guarded(self, spec):
         """run_token with every error mapped to a result; never raises."""
@@ -264,21 +291,30 @@ class TokenModule:
         if diffs:
             out["diff"] = diffs if len(diffs) > 1 else diffs[0]
         for warning in self.warnings:
-            self.module.warn(warning)   # passing warnings= to exit_json is deprecated in ansible-core 2.19
+            # scrubbed again: a secret seen after the warning was written is masked too
+            self.module.warn(self.redactor.scrub(warning))   # passing warnings= to exit_json is deprecated in ansible-core 2.19
         if failed:
             out.pop("failed", None)
             msg = "; ".join("%s: %s" % (r.get("id"), r.get("msg")) for r in failed) if not single else failed[0].get("msg")
             out.pop("msg", None)
             self.close()
-            self.module.fail_json(msg=self.redactor.scrub(msg), **out)
+            self.fail_json(msg=self.redactor.scrub(msg), **out)
         self.close()
-        self.module.exit_json(**out)
+        self.exit_json(**out)
 
     def close(self):
+        """Stop the lease heartbeat, release the HTTP session and the store (the file store keeps its key cache then)."""
         if self.driver is not None:
             self.driver.close()
         if self.client is not None:
             self.client.close()
+            self.client = None
+        store = getattr(self, "store", None)
+        if store is not None:
+            try:
+                store.close()
+            except Exception:  # a cache that could not be kept costs the next run time, never a result
+                pass
 
 
 def with_diff(result, before, after, header):

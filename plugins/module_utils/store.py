@@ -117,6 +117,7 @@ STORE_OPTIONS = dict(
     prefix=dict(type='str', default='tokenops'),
     host=dict(type='str'),
     file_path=dict(type='path', default=DEFAULT_FILE_PATH, fallback=(env_fallback, ['TOKENOPS_STORE_FILE'])),
+    create_folder=dict(type='bool', default=False),
     vault_password_file=dict(type='path', fallback=(env_fallback, ['ANSIBLE_VAULT_PASSWORD_FILE'])),
     vault_password=dict(type='str', no_log=True),
     url=dict(type='str', fallback=(env_fallback, ['VAULT_ADDR'])),
@@ -189,9 +190,10 @@ def check_prefix(prefix, what='store prefix'):
 
 
 def normalize_host(host):
-    """'https://User@Das.Example.com:8443/api' -> 'das.example.com_8443'; 'h:443' -> 'h_443'.
+    """The host segment of an entry path: 'https://User@Das.Example.com:8443/api' -> 'das.example.com_8443'; 'h:443' -> 'h_443'.
 
-    A URL's host is lowercased; user info is dropped (it may hold a password); ':' becomes '_'.
+    A URL's host is lowercased; user info is dropped (it may hold a password); ':' becomes '_'
+    (so the port follows an underscore, and the segment is a plain file or folder name everywhere).
     """
     if host is None:
         return ''
@@ -232,6 +234,30 @@ def path_for(params, product, host_default, token_id):
     token_id = check_path(str(token_id), 'token id')
     parts = [p for p in (prefix, product, host, token_id) if p]
     return '/'.join(parts)
+
+
+def term_path(term, prefix, products):
+    """The entry path a lookup term names.
+
+    A term is an entry path as the modules report it in `store_path` (`tokenops/das/h_8443/app`),
+    or `<product>/<host>/<token id>` below prefix. The host segment after a product may also be
+    written as the API's `host:port` (`das/h:8443/app`): it is normalised as the modules do.
+    """
+    path = check_path(term, 'entry path')
+    prefix = check_prefix(prefix)
+    segments = path.split('/')
+    if segments[0] in products:
+        at = 0
+        if prefix:
+            segments = prefix.split('/') + segments
+            at = len(prefix.split('/'))
+    elif prefix and path.startswith(prefix + '/') and len(segments) > len(prefix.split('/')) and segments[len(prefix.split('/'))] in products:
+        at = len(prefix.split('/'))
+    else:
+        return path
+    if len(segments) > at + 2:
+        segments[at + 1] = normalize_host(segments[at + 1])
+    return check_path('/'.join(segments), 'entry path')
 
 
 def store_from_params(params, request_log=None):

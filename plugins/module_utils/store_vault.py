@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     HAS_REQUESTS = False
     REQUESTS_IMPORT_ERROR = traceback.format_exc()
 
+from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import EnvironmentSettings
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     Entry,
     Store,
@@ -45,6 +46,7 @@ READ_RETRIES = 2
 RETRY_BACKOFF = (0.2, 0.5)
 CAS_MISMATCH = 'check-and-set parameter did not match'
 MAX_ERROR_TEXT = 300
+POOL_SIZE = 64
 
 
 def _strip_url(url):
@@ -160,7 +162,13 @@ class VaultStore(Store):
     def _get_session(self):
         if self._session is None:
             session = requests.Session()
-            session.verify = self.verify
+            session.trust_env = False     # the environment is read once, by EnvironmentSettings
+            # as many kept-alive connections as a module's threads use at once, or they are closed and opened again
+            adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
+            session.mount('https://', adapter)
+            session.mount('http://', adapter)
+            self._environment = EnvironmentSettings(self.verify)
+            session.verify = self._environment.verify
             self._session = session
         return self._session
 
@@ -201,7 +209,8 @@ class VaultStore(Store):
             try:
                 # verify is passed on every request: a session-level value loses to REQUESTS_CA_BUNDLE
                 response = session.request(method, self.url + api_path, json=body, headers=headers, timeout=self.timeout,
-                                           verify=self.verify, allow_redirects=False)
+                                           verify=self._environment.verify, allow_redirects=False,
+                                           proxies=self._environment.proxies(self.url))
             except requests.exceptions.SSLError as exc:
                 self._fail(StoreUnavailable, op, path, 'TLS error talking to %s (check store.ca_cert / validate_certs): %s'
                            % (self.url, exc.__class__.__name__), extra)

@@ -540,7 +540,7 @@ class DasTokenModule(TokenModule):
                 self.fail(refresher.get("msg"), changed=bool(refresher.get("changed")), refresher=refresher)
             if refresher.get("backed_off"):
                 self.close()
-                self.module.exit_json(changed=False, backed_off=True, msg=refresher["msg"], refresher=refresher)
+                self.exit_json(changed=False, backed_off=True, msg=refresher["msg"], refresher=refresher)
         super(DasTokenModule, self).run()
 
 

@@ -256,7 +256,7 @@ class DasTokenInfoModule(TokenModule):
                             if item["findings"]]
         if p["query"] is not None:
             out["query_result"] = self.expression.search(tokens)
-        self.module.exit_json(**out)
+        self.exit_json(**out)
 
     def describe(self, token_id, token, asked_das):
         now = utcnow()

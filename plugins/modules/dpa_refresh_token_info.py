@@ -191,7 +191,7 @@ class DpaRefreshTokenInfoModule(TokenModule):
             tokens = [self.describe(token_id, client) for token_id in ids]
         except (ApiError, StoreError) as exc:
             self.fail(str(exc))
-        self.module.exit_json(changed=False, tokens=tokens)
+        self.exit_json(changed=False, tokens=tokens)
 
     def describe(self, token_id, client):
         record, item = self.stored(self.store_path(token_id))

@@ -149,7 +149,7 @@ class OpenPaymentsTokenInfoModule(TokenModule):
             grants = [self.describe(grant_id, path) for grant_id, path in sorted(paths)]
         except StoreError as exc:
             self.fail("%s: store (%s): %s" % (self.product_name, self.store.describe(), exc))
-        self.module.exit_json(changed=False, grants=grants)
+        self.exit_json(changed=False, grants=grants)
 
     def describe(self, grant_id, path):
         now = utcnow()

@@ -174,7 +174,7 @@ class SecretServerTokenInfoModule(TokenModule):
             tokens = [self.describe(token_id, client) for token_id in sorted(wanted)]
         except (ApiError, StoreError) as exc:
             self.fail(str(exc))
-        self.module.exit_json(changed=False, tokens=tokens)
+        self.exit_json(changed=False, tokens=tokens)
 
     def describe(self, token_id, client):
         now = utcnow()

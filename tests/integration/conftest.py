@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_collections.tokenops.rotation.plugins.module_utils.store import normalize_host
 from tests.fixtures.openbao import OpenBaoServer
 from tests.simulators.das import DasSimulator
 
@@ -110,6 +111,8 @@ class StoreUnderTest:
         self.bao = bao
         self.prefix = "t%s" % secrets.token_hex(4)   # each test its own corner of the store
         if backend == "file":
+            # The store's folder must exist: the file store refuses to create it (a volume that failed to mount).
+            (tmp_path / "store").mkdir(mode=0o700, exist_ok=True)
             self.file_path = tmp_path / "store" / "tokens.vault"
             self.password_file = tmp_path / "vault-pass"
             self.password_file.write_text("pw-%s\n" % secrets.token_hex(8))
@@ -132,7 +135,11 @@ class StoreUnderTest:
 
     @contextlib.contextmanager
     def outage(self):
-        """The store is unreachable inside the block: OpenBao stopped (SIGSTOP), or the file lock held."""
+        """The store is unreachable inside the block: OpenBao stopped (SIGSTOP), or the file store's lock held.
+
+        Every file-store operation holds `<file_path>.lock` shared (only a migration takes it exclusively),
+        so holding it exclusively stops reads and writes until the store's timeout fails them.
+        """
         if self.backend == "vault":
             self.bao.server.pause()
             try:
@@ -165,14 +172,31 @@ class StoreUnderTest:
     def writes(self):
         """A counter that moves on every store write of this backend."""
         if self.backend == "file":
-            if not self.file_path.exists():
-                return 0
-            data = self._file_store()
-            total = 0
-            for path in data.list(""):
-                total += data.read(path).version
-            return (total, self.file_path.stat().st_mtime_ns)
+            return file_store_state(self.file_path)
         return self.bao.writes()
+
+
+def file_store_state(file_path):
+    """What changes when a file store is written: every entry file's name, inode and mtime.
+
+    A write replaces its entry file (a new inode), a delete removes it. Only entry files (*.vault)
+    count: not the per-entry locks, which a write that lost its check-and-set also creates, nor the
+    key cache (.keyring), which a run that derived keys keeps up to date.
+    """
+    if not file_path.exists():
+        return ()
+    if file_path.is_file():     # the single-file format of earlier versions
+        info = file_path.stat()
+        return (("", info.st_ino, info.st_mtime_ns),)
+    state = []
+    for root, dirs, files in os.walk(file_path):
+        if root == str(file_path):
+            dirs[:] = [d for d in dirs if d != ".locks"]
+        for name in files:
+            if name.endswith(".vault"):
+                info = os.stat(os.path.join(root, name))
+                state.append((os.path.relpath(os.path.join(root, name), file_path), info.st_ino, info.st_mtime_ns))
+    return tuple(sorted(state))
 
 
 @pytest.fixture(params=["file", "vault"])
@@ -193,8 +217,7 @@ class Das:
         self.sim = sim
         self.url = url
         self.admin = admin
-        host = url.split("://", 1)[1].rstrip("/")
-        self.host = host.replace(":", "_")
+        self.host = normalize_host(url)    # the host segment of an entry path, as the modules make it
 
 
 @pytest.fixture
@@ -398,16 +421,20 @@ def modules(tmp_path):
 def assert_no_leaks(first_output, canaries, store):
     """None of `canaries`, nor the store's own credential, in any output since OUTPUTS[first_output].
 
-    The file store on disk must be ansible-vault encrypted, with no canary in it either.
+    Every entry file of the file store must be ansible-vault encrypted, with no canary in it either.
     """
     canaries = set(canaries)
     if store.backend == "vault":
         canaries.add(store.bao.token)
     else:
         canaries.add(store.password_file.read_text().strip())
-        on_disk = store.file_path.read_text()
-        assert on_disk.startswith("$ANSIBLE_VAULT;1.1;AES256")
-        assert not [c[:6] for c in canaries if c in on_disk]
+        entry_files = [Path(root) / name for root, _dirs, files in os.walk(store.file_path) for name in files
+                       if name.endswith(".vault")]
+        assert entry_files
+        for entry_file in entry_files:
+            on_disk = entry_file.read_text()
+            assert on_disk.startswith("$ANSIBLE_VAULT;1.1;AES256")
+            assert not [c[:6] for c in canaries if c in on_disk]
     outputs = [(where, text) for where, text in OUTPUTS[first_output:] if isinstance(text, str)]
     assert sum(len(text) for _where, text in outputs) > 100000     # -vvvv output really was searched
     leaks = [(where, c[:6]) for c in canaries for where, text in outputs if c in text]

@@ -11,6 +11,7 @@ import time
 import pytest
 
 import conftest
+from ansible_collections.tokenops.rotation.plugins.module_utils.store import normalize_host
 from tests.simulators.dpa import DpaSimulator
 
 DAY = 86400
@@ -23,7 +24,7 @@ class Dpa:
         self.url = sim.base_url
         self.ca_path = sim.ca_path
         # The store's host segment: the URL's host and port, as the module derives it.
-        self.host = self.url.split("://", 1)[1].rstrip("/").replace(":", "_")
+        self.host = normalize_host(self.url)
         self.extra_canaries = set()
 
     def issue(self, name, days=90, never=False, seconds=None, iat=True):

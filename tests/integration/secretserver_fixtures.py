@@ -13,6 +13,7 @@ import sys
 import pytest
 
 import conftest
+from ansible_collections.tokenops.rotation.plugins.module_utils.store import normalize_host
 from tests.simulators.secretserver import SecretServerSimulator
 
 USER = "svc-automation"
@@ -25,8 +26,9 @@ class SecretServer:
         self.url = sim.api_url
         self.password = password
         self.platform_secret = platform_secret
-        self.host = sim.base_url.split("://", 1)[1].replace(":", "_")
-        self.platform_host = sim.platform_url.split("://", 1)[1].replace(":", "_")
+        # The store's host segments, as the module derives them from the URLs.
+        self.host = normalize_host(sim.base_url)
+        self.platform_host = normalize_host(sim.platform_url)
 
     def add_user(self, username, **options):
         """Another API user with its own password (a canary too)."""

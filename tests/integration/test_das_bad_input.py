@@ -76,6 +76,23 @@ def test_missing_store_setting_refused_before_any_request(runner, das, tmp_path,
     assert not (tmp_path / "never").exists()
 
 
+def test_missing_store_folder_refused_and_nothing_created(runner, das, file_store, tmp_path):
+    """A volume that failed to mount must not become a new, empty store: the task fails before any request."""
+    missing = tmp_path / "not-mounted"
+    store = dict(file_store.options, file_path=str(missing / "store.vault"))
+    args = dict(GOOD, url=das.url, store=store)
+    das.sim.reset_counts()
+    run = runner.run([{"name": "bad", "tokenops.rotation.das_token": args, "ignore_errors": True}], env=das_env(das, file_store))
+    _assert_refused(run, das, "the folder %s does not exist" % missing)
+    assert "store.create_folder: true" in run.result["msg"]
+    assert not missing.exists()
+    # asked for, the folder is made, and the token stored in it
+    args["store"] = dict(store, create_folder=True)
+    run = runner.run([{"name": "made", "tokenops.rotation.das_token": args, "register": "r"}], env=das_env(das, file_store))
+    assert run.rc == 0 and run.result["action"] == "created", run
+    assert (missing / "store.vault" / file_store.prefix / "das" / das.host / "app.vault").is_file()
+
+
 def test_missing_url_refused(runner, das, file_store):
     args = dict(GOOD, store=file_store.options)
     run = runner.run([{"name": "bad", "tokenops.rotation.das_token": args, "ignore_errors": True}], env=das_env(das, file_store))

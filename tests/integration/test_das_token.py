@@ -318,6 +318,9 @@ def test_lookup_gives_consumers_the_current_secret(runner, das, file_store):
         return runner.run([task], env=das_env(das, file_store))
 
     assert use("das/%s/app" % das.host).rc == 0
+    # the API's host:port form names the same entry, and so does the module's store_path
+    assert use("das/%s/app" % das.url.split("://", 1)[1]).rc == 0
+    assert use("%s/das/%s/app" % (file_store.prefix, das.host)).rc == 0
     missing = use("das/%s/nothing-here" % das.host)
     assert missing.rc != 0 and "no store entry at %s/das/%s/nothing-here" % (file_store.prefix, das.host) in missing.stdout
 

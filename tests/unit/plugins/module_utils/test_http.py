@@ -23,7 +23,9 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.http_client impo
     REDACTED,
     ApiError,
     HttpClient,
+    EnvironmentSettings,
     Redactor,
+    SecretMask,
     default_error_parser,
     parse_retry_after,
 )
@@ -529,6 +531,59 @@ def test_redactor_replaces_longest_secret_first():
     redactor.add("abcd")
     redactor.add("abcdefghij")
     assert redactor.scrub("a abcdefghij b abcd c") == "a %s b %s c" % (REDACTED, REDACTED)
+
+
+def test_environment_is_read_once_per_host_with_proxies_no_proxy_and_the_ca_bundle(monkeypatch, tmp_path):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "direct.example")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+    settings = EnvironmentSettings(True)
+    assert settings.verify == str(tmp_path / "ca.pem")                  # as requests would use it
+    assert EnvironmentSettings("/explicit/ca.pem").verify == "/explicit/ca.pem"
+    assert EnvironmentSettings(False).verify is False
+    assert settings.proxies("https://das.example/v1/tokens")["https"] == "http://proxy.example:3128"
+    assert settings.proxies("https://direct.example/v1/tokens") == {}
+    monkeypatch.setenv("HTTPS_PROXY", "http://changed.example:1")
+    assert settings.proxies("https://das.example/other")["https"] == "http://proxy.example:3128"   # once per host
+
+
+def test_a_netrc_entry_does_not_replace_the_bearer(sim, monkeypatch, tmp_path):
+    """requests with trust_env lets ~/.netrc replace an Authorization header; the client reads the environment itself."""
+    host = sim.base_url.split("://", 1)[1].split(":", 1)[0]
+    (tmp_path / ".netrc").write_text("machine %s login someone password netrc-password-123\n" % host)
+    (tmp_path / ".netrc").chmod(0o600)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
+    http = HttpClient(PRODUCT, sim.base_url)
+    with pytest.raises(ApiError) as caught:
+        http.request("read", "GET", "/echo-auth", bearer=BEARER)
+    # the server echoed what it got: our bearer (scrubbed), not netrc's Basic credentials
+    assert "token Bearer %s" % REDACTED in caught.value.message and "Basic" not in caught.value.message
+    http.close()
+
+
+def test_secret_mask_leaves_no_part_of_any_secret():
+    mask = SecretMask(["abcdefgh", "efghijkl", "zzzz1234"], marker="***", exact_marker="NOLOG")
+    # overlapping occurrences of two secrets become one marker: neither's head nor tail is left
+    assert mask.text("x abcdefghijkl y") == "x *** y"
+    assert mask.text("zzzz1234zzzz1234.") == "***."
+    assert mask.text("zzzz1234") == "NOLOG"
+    assert mask.text("short") == "short" and mask.text("no secret in this text at all") == "no secret in this text at all"
+    result = {"results": [{"id": "a", "msg": "saw abcdefgh", "n": 3, "ok": True, "none": None}], "list": ("efghijkl",)}
+    assert mask.value(result) == {"results": [{"id": "a", "msg": "saw ***", "n": 3, "ok": True, "none": None}], "list": ["NOLOG"]}
+
+
+def test_secret_mask_is_linear_in_the_result_not_results_times_secrets():
+    """A result over 2000 tokens against 2000 secrets: one pass per string (Ansible's masking took seconds)."""
+    many = ["secret-%06d-%s" % (n, "x" * 30) for n in range(2000)]
+    mask = SecretMask(many, marker="********")
+    results = [{"id": "t%d" % n, "msg": "rotated; the old one was %s" % many[n] if n % 100 == 0 else "rotated, nothing to hide here at all"}
+               for n in range(2000)]
+    started = time.monotonic()
+    masked = mask.value(results)
+    assert time.monotonic() - started < 2.0
+    assert masked[0]["msg"] == "rotated; the old one was ********" and masked[1] == results[1]
+    assert not [r for r in masked if any(secret in r["msg"] for secret in many[:200:100])]
 
 
 def test_redactor_ignores_short_and_non_string_values():

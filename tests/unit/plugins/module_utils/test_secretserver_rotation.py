@@ -22,7 +22,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.tokenops.rotation.plugins.module_utils import driver, secretserver_rotation
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import Flow
-from ansible_collections.tokenops.rotation.plugins.module_utils.store import store_from_params
+from ansible_collections.tokenops.rotation.plugins.module_utils.store import normalize_host, store_from_params
 from ansible_collections.tokenops.rotation.plugins.modules.secretserver_token import SecretServerTokenModule
 from tests.simulators.base import Clock
 from tests.simulators.secretserver import SecretServerSimulator
@@ -60,8 +60,7 @@ class Harness:
         return json.loads(out.getvalue())
 
     def path(self, token_id=USER, url=None):
-        host = (url or self.sim.api_url).split("://", 1)[1].split("/", 1)[0].replace(":", "_")
-        return "tokenops/secretserver/%s/%s" % (host, token_id)
+        return "tokenops/secretserver/%s/%s" % (normalize_host(url or self.sim.api_url), token_id)
 
     def record(self, token_id=USER, url=None):
         return self.store.read(self.path(token_id, url)).data or {}

@@ -31,6 +31,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     path_for,
     resolve_store_params,
     store_from_params,
+    term_path,
 )
 from ansible_collections.tokenops.rotation.tests.fixtures.openbao import OpenBaoServer, free_port
 
@@ -66,6 +67,7 @@ def vault_store(bao, log=None, **params):
 
 
 def file_store(tmp_path, log=None, **params):
+    (tmp_path / 'store').mkdir(mode=0o700, exist_ok=True)
     base = {'backend': 'file', 'file_path': str(tmp_path / 'store' / 'tokens.vault'), 'vault_password': PASSWORD}
     base.update(params)
     return store_from_params(base, request_log=log)
@@ -423,9 +425,9 @@ def test_file_store_without_cryptography(monkeypatch, tmp_path):
 def test_file_reads_what_ansible_vault_encrypt_wrote(tmp_path):
     """The other direction of the format check: ansible-vault's own encryption opens with our reader."""
     s = file_store(tmp_path)
-    plain = tmp_path / 'store' / 'tokens.vault'
-    plain.parent.mkdir(mode=0o700, exist_ok=True)
-    plain.write_text(yaml.safe_dump({'entries': {'a/b': {'version': 4, 'data': {'secret': SECRET}}}}))
+    s.write('a/other', {'k': 'v'}, 0)
+    plain = tmp_path / 'store' / 'tokens.vault' / 'a' / 'b.vault'
+    plain.write_text(yaml.safe_dump({'path': 'a/b', 'version': 4, 'data': {'secret': SECRET}}))
     cli = os.path.join(os.path.dirname(sys.executable), 'ansible-vault')
     subprocess.run([cli, 'encrypt', '--vault-password-file', write_password_file(tmp_path), str(plain)],
                    capture_output=True, text=True, timeout=60, check=True)
@@ -433,6 +435,7 @@ def test_file_reads_what_ansible_vault_encrypt_wrote(tmp_path):
     entry = s.read('a/b')
     assert entry.version == 4 and entry.data == {'secret': SECRET}
     assert s.write('a/b', {'secret': 'next'}, 4) == 5
+    assert s.list('a') == ['a/b', 'a/other']
 
 
 def test_vault_format_rejects_a_wrong_password_and_tampering():
@@ -460,6 +463,20 @@ def test_path_for():
         path_for({}, '', 'h', 'x')
 
 
+def test_term_path_takes_the_store_path_and_either_host_form():
+    products = ('das', 'dpa')
+    store_path = path_for({}, 'das', 'https://127.0.0.1:36301', 'ci-deployer')
+    assert store_path == 'tokenops/das/127.0.0.1_36301/ci-deployer'
+    for term in (store_path, 'das/127.0.0.1:36301/ci-deployer', 'das/127.0.0.1_36301/ci-deployer',
+                 'tokenops/das/127.0.0.1:36301/ci-deployer', '/das/127.0.0.1:36301/ci-deployer/'):
+        assert term_path(term, 'tokenops', products) == store_path, term
+    assert term_path('das/h:1/systems/s1/opa', 'ops/tok', products) == 'ops/tok/das/h_1/systems/s1/opa'
+    assert term_path('das/h:1/app', '', products) == 'das/h_1/app'
+    assert term_path('elsewhere/a:b/c', 'tokenops', products) == 'elsewhere/a:b/c'   # not a product path: as given
+    with pytest.raises(StoreConfigError):
+        term_path('das/../x', 'tokenops', products)
+
+
 def test_entry_repr_hides_data():
     assert SECRET not in repr(Entry({'secret': SECRET}, 3))
 
@@ -477,17 +494,18 @@ def test_file_ansible_vault_view_opens_it(tmp_path):
     s = file_store(tmp_path)
     path = 'tokenops/das/tenant/ws'
     s.write(path, {'secret': SECRET, 'rotation_count': 2, 'rotated_at': '2026-11-23T06:20:00Z'}, 0)
-    raw = (tmp_path / 'store' / 'tokens.vault').read_bytes()
+    entry_file = os.path.join(s.path, 'tokenops', 'das', 'tenant', 'ws.vault')
+    raw = open(entry_file, 'rb').read()
     assert raw.startswith(b'$ANSIBLE_VAULT;1.1;AES256')
     assert SECRET.encode() not in raw
     cli = os.path.join(os.path.dirname(sys.executable), 'ansible-vault')
-    out = subprocess.run([cli, 'view', '--vault-password-file', write_password_file(tmp_path), s.path],
+    out = subprocess.run([cli, 'view', '--vault-password-file', write_password_file(tmp_path), entry_file],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     doc = yaml.safe_load(out)
     data = {'secret': SECRET, 'rotation_count': 2, 'rotated_at': '2026-11-23T06:20:00Z'}
-    assert doc == {'entries': {path: {'version': 1, 'data': data}}}
-    assert stat.S_IMODE(os.stat(s.path).st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(os.path.dirname(s.path)).st_mode) == 0o700
+    assert doc == {'about': store_file.ENTRY_ABOUT, 'path': path, 'version': 1, 'data': data}
+    assert stat.S_IMODE(os.stat(entry_file).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(s.path).st_mode) == 0o700
     assert s.describe() == 'file ' + s.path
 
 
@@ -496,7 +514,7 @@ def test_file_read_of_absent_store_touches_nothing(tmp_path):
     assert s.read('a/b') == Entry(None, 0)
     assert s.list('') == []
     assert s.delete('a/b') is False
-    assert not (tmp_path / 'store').exists()
+    assert os.listdir(str(tmp_path / 'store')) == []
 
 
 def test_file_password_file_and_script(tmp_path):
@@ -576,7 +594,8 @@ def test_file_concurrent_writers_exactly_one_wins(tmp_path):
 def test_file_interrupted_write_leaves_old_file(tmp_path, monkeypatch):
     s = file_store(tmp_path)
     s.write('a/b', {'secret': 'old'}, 0)
-    before = open(s.path, 'rb').read()
+    entry_file = os.path.join(s.path, 'a', 'b.vault')
+    before = open(entry_file, 'rb').read()
 
     def boom(src, dst):
         raise OSError(errno.EIO, 'simulated crash during rename')
@@ -586,25 +605,46 @@ def test_file_interrupted_write_leaves_old_file(tmp_path, monkeypatch):
         s.write('a/b', {'secret': SECRET}, 1)
     assert_clean(exc)
     monkeypatch.undo()
-    assert open(s.path, 'rb').read() == before
+    assert open(entry_file, 'rb').read() == before
     assert s.read('a/b') == Entry({'secret': 'old'}, 1)
-    assert sorted(os.listdir(os.path.dirname(s.path))) == ['tokens.vault', 'tokens.vault.lock']  # no temp file left
+    assert os.listdir(os.path.dirname(entry_file)) == ['b.vault']  # no temp file left
     assert s.write('a/b', {'secret': 'new'}, 1) == 2
 
 
 def test_file_lock_held_too_long_is_unavailable(tmp_path):
     """A stuck lock holder makes the store unavailable after `timeout`, instead of hanging the job."""
     import fcntl
-    s = store_file.FileStore(str(tmp_path / 'store' / 'tokens.vault'), vault_password=PASSWORD, timeout=0.5)
+    s = store_file.FileStore(str(tmp_path / 'tokens.vault'), vault_password=PASSWORD, timeout=0.5)
     s.write('a/b', {'secret': SECRET}, 0)
     fd = os.open(s.lock_path, os.O_RDWR)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)   # what a migration holds: every operation waits for it
+        for attempt in (lambda: s.write('a/b', {'secret': 'next'}, 1), lambda: s.read('a/b')):
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable) as exc:
+                attempt()
+            assert 0.4 < time.monotonic() - started < 5
+            assert 'lock' in str(exc.value) and SECRET not in str(exc.value)
+    finally:
+        os.close(fd)
+    assert s.write('a/b', {'secret': 'next'}, 1) == 2
+
+
+def test_file_entry_lock_held_blocks_only_that_entry(tmp_path):
+    """A writer stuck on one entry holds up the writers of that entry, and nobody else."""
+    import fcntl
+    s = store_file.FileStore(str(tmp_path / 'tokens.vault'), vault_password=PASSWORD, timeout=0.5)
+    s.write('a/b', {'secret': SECRET}, 0)
+    lock_files = os.listdir(s.locks)
+    assert len(lock_files) == 1
+    fd = os.open(os.path.join(s.locks, lock_files[0]), os.O_RDWR)
+    try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        started = time.monotonic()
         with pytest.raises(StoreUnavailable) as exc:
             s.write('a/b', {'secret': 'next'}, 1)
-        assert 0.4 < time.monotonic() - started < 5
-        assert 'lock' in str(exc.value) and SECRET not in str(exc.value)
+        assert 'lock' in str(exc.value)
+        assert s.read('a/b') == Entry({'secret': SECRET}, 1)     # readers take no entry lock
+        assert s.write('a/c', {'secret': 'other'}, 0) == 1
     finally:
         os.close(fd)
     assert s.write('a/b', {'secret': 'next'}, 1) == 2
