@@ -89,7 +89,9 @@ _raw:
   elements: str
 """
 
-from ansible.errors import AnsibleLookupError
+import traceback
+
+from ansible.errors import AnsibleError, AnsibleLookupError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
@@ -104,7 +106,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.dpa import (
     validate_token_id,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError, HttpClient, Redactor
-from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import Flow, FlowError, parse_duration
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import Flow, FlowError
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     StoreError,
     check_path,
@@ -112,6 +114,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     resolve_store_params,
     store_from_params,
 )
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 
 try:
     from urllib.parse import urlsplit
@@ -124,21 +127,45 @@ display = Display()
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
+        try:
+            return self._run(terms, variables, kwargs)
+        except AnsibleError:
+            raise
+        except Exception as exc:  # a bug: reported as one; the traceback is shown at -vvv
+            display.vvv(traceback.format_exc())
+            raise AnsibleLookupError("%s: unexpected error: %s: %s" % (NAME, exc.__class__.__name__, validators.cut(to_native(exc), 300)))
+
+    def _run(self, terms, variables, kwargs):
+        try:
+            # Ansible's option types take any word for false ('sometimes'): check the words first.
+            for name in ("validate_certs", "probe"):
+                validators.boolean(kwargs.get(name, True), name)
+        except ValueError as exc:
+            raise AnsibleLookupError("%s: %s" % (NAME, exc))
         self.set_options(var_options=variables, direct=kwargs)
         # Lookups run in check mode too; the cache is then left as it is.
         check_mode = bool((variables or {}).get("ansible_check_mode"))
         redactor = Redactor()
         try:
+            # Every term and option is checked before the store is touched or DPA is asked.
             base = api_url(self.get_option("url"))
-            renew_before = parse_duration(self.get_option("renew_before"), "renew_before")
-            params = resolve_store_params(self.get_option("store") or {})
-            paths = [self._path(term, params, base) for term in terms]
+            validate_certs = validators.boolean(self.get_option("validate_certs"), "validate_certs")
+            ca_path = validators.readable_file(self.get_option("ca_path"), "ca_path")
+            timeout = validators.timeout(self.get_option("timeout"), "timeout")
+            retries = validators.count(self.get_option("retries"), "retries", maximum=100)
+            renew_before = validators.duration(self.get_option("renew_before"), "renew_before")
+            probe = validators.boolean(self.get_option("probe"), "probe")
+            params = resolve_store_params(self.get_option("store"))
+            terms = validators.items(terms, "terms", str, "a token id or an entry path (a string)", required=True)
+            if not terms:
+                raise ValueError("give at least one term: the id of a refresh token kept by tokenops.rotation.dpa_refresh_token")
+            paths = [self._path(term, index, params, base) for index, term in enumerate(terms)]
             store = store_from_params(params)
         except (ValueError, StoreError) as exc:
             raise AnsibleLookupError("%s: %s" % (NAME, to_native(exc)))
-        http = HttpClient(PRODUCT, base, validate_certs=self.get_option("validate_certs"), ca_path=self.get_option("ca_path"),
-                          timeout=self.get_option("timeout"), retries=self.get_option("retries"), redactor=redactor)
-        tokens = AccessTokens(DpaClient(http), renew_before=renew_before, probe=self.get_option("probe"))
+        http = HttpClient(PRODUCT, base, validate_certs=validate_certs, ca_path=ca_path, timeout=timeout, retries=retries,
+                          redactor=redactor)
+        tokens = AccessTokens(DpaClient(http), renew_before=renew_before, probe=probe)
         try:
             return [self._access_token(store, path, tokens, check_mode, redactor) for path in paths]
         except ApiError as exc:
@@ -152,10 +179,12 @@ class LookupModule(LookupBase):
             store.close()
 
     @staticmethod
-    def _path(term, params, base):
+    def _path(term, index, params, base):
+        name = "terms[%d]" % index
+        validators.text(term, name)
         if "/" in term:
-            return check_path(term, "entry path")
-        validate_token_id(term, "term")
+            return check_path(term, "%s (an entry path)" % name)
+        validate_token_id(term, name)
         return path_for(params, "dpa", urlsplit(base).netloc, term)
 
     @staticmethod

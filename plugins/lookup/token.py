@@ -54,9 +54,12 @@ _raw:
   elements: str
 """
 
-from ansible.errors import AnsibleLookupError
+import traceback
+
+from ansible.errors import AnsibleError, AnsibleLookupError
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.lookup import LookupBase
+from ansible.utils.display import Display
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     StoreError,
@@ -64,22 +67,46 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     resolve_store_params,
     store_from_params,
 )
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 
+NAME = "tokenops.rotation.token"
 PRODUCTS = ("das", "dpa", "secretserver", "openpayments")
+display = Display()
 
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
-        self.set_options(var_options=variables, direct=kwargs)
-        key = self.get_option("key")
         try:
-            params = resolve_store_params(self.get_option("store") or {})
-            store = store_from_params(params)
-            values = []
-            for term in terms:
-                path = check_path(term, "entry path")
+            return self._run(terms, variables, kwargs)
+        except AnsibleError:
+            raise
+        except Exception as exc:  # a bug: reported as one; the traceback is shown at -vvv
+            display.vvv(traceback.format_exc())
+            raise AnsibleLookupError("%s: unexpected error: %s: %s" % (NAME, exc.__class__.__name__, validators.cut(to_native(exc), 300)))
+
+    def _run(self, terms, variables, kwargs):
+        try:
+            # Ansible's option types take any word for false ('sometimes'): check the words first.
+            validators.boolean(kwargs.get("allow_pending", False), "allow_pending")
+        except ValueError as exc:
+            raise AnsibleLookupError("%s: %s" % (NAME, exc))
+        self.set_options(var_options=variables, direct=kwargs)
+        try:
+            # Every term and option is checked before the store is touched.
+            key = validators.text(self.get_option("key"), "key")
+            params = resolve_store_params(self.get_option("store"))
+            paths = []
+            for index, term in enumerate(validators.items(terms, "terms", str, "an entry path (a string)") or []):
+                path = check_path(validators.text(term, "terms[%d]" % index), "terms[%d] (an entry path)" % index)
                 if path.split("/", 1)[0] in PRODUCTS and params.get("prefix"):
                     path = "%s/%s" % (params["prefix"].strip("/"), path)
+                paths.append(path)
+        except (ValueError, StoreError) as exc:
+            raise AnsibleLookupError("%s: %s" % (NAME, to_native(exc)))
+        try:
+            store = store_from_params(params)
+            values = []
+            for path in paths:
                 entry = store.read(path)
                 if not entry.data:
                     raise AnsibleLookupError("tokenops.rotation.token: no store entry at %s (%s)" % (path, store.describe()))

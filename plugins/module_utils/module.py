@@ -12,6 +12,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import json
+import sys
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -39,9 +41,11 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     STORE_ARG_SPEC,
     StoreConfigError,
     StoreError,
+    check_path,
     path_for,
     store_from_params,
 )
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 
 try:
     from urllib.parse import urlsplit
@@ -81,12 +85,56 @@ class InputError(Exception):
     """Bad input found by a product's own checks; reported before any request."""
 
 
+class CheckedModule(AnsibleModule):
+    """AnsibleModule whose failure messages name the option and show long values cut short.
+
+    Ansible's own argument checks echo a bad value whole ("... got: <10,000 characters>"), and
+    name no option when an item of a list of dictionaries is not one.
+    """
+
+    _checking_arguments = False
+
+    def __init__(self, argument_spec, **kwargs):
+        self._checking_arguments = True
+        super(CheckedModule, self).__init__(argument_spec=argument_spec, **kwargs)
+        self._checking_arguments = False
+
+    def fail_json(self, msg, **kwargs):
+        params = getattr(self, "params", None)
+        if self._checking_arguments:
+            msg = validators.shape_error(self.argument_spec, params) or msg
+        msg = validators.cut_long_values(msg, params, getattr(self, "no_log_values", ()))
+        return super(CheckedModule, self).fail_json(msg=msg, **kwargs)
+
+
+def check_shared_options(params, url_hint=None):
+    """The connection, run and policy options every module shares (those it has); ValueError names the option.
+
+    Returns the due policy (None without policy options); normalises url, ca_path and timeout.
+    """
+    params["url"] = validators.url(params.get("url"), "url", **(dict(what=url_hint) if url_hint else {}))
+    params["ca_path"] = validators.readable_file(params.get("ca_path"), "ca_path")
+    params["timeout"] = validators.timeout(params.get("timeout"), "timeout")
+    validators.count(params.get("retries"), "retries", maximum=100)
+    if "concurrency" in params:
+        validators.count(params["concurrency"], "concurrency", minimum=1, maximum=256)
+        # 0 would make every other run's intent look abandoned
+        validators.positive_duration(params.get("lock_timeout"), "lock_timeout")
+        validators.positive_duration(params.get("lease"), "lease")
+    if "rotate_before" in params:
+        validators.rotate_before(params.get("rotate_before"), "rotate_before")
+        validators.duration(params.get("max_age"), "max_age", required=False)
+        return Policy.from_params(params)
+    return None
+
+
 class TokenModule:
     """A product module's run: options in, one client and one store, the flow per token."""
 
     product = None          # "das"
     product_name = None     # "Styra DAS"
     url_env = None
+    url_hint = None         # what `url` must be, for messages: "the DPA server as http(s)://host:port"
 
     def __init__(self, argument_spec, run_options=True, policy_options=True, **kwargs):
         # policy_options=False: a product that cannot rotate (DPA) has no rotate_before/max_age and no self.policy.
@@ -99,7 +147,7 @@ class TokenModule:
             spec.update(RUN_SPEC)
         spec.update(argument_spec)
         kwargs.setdefault("supports_check_mode", True)
-        self.module = AnsibleModule(argument_spec=spec, **kwargs)
+        self.module = CheckedModule(argument_spec=spec, **kwargs)
         self.params = self.module.params
         if not HAS_REQUESTS:
             self.module.fail_json(msg="the Python library requests is required by tokenops.rotation",
@@ -111,7 +159,7 @@ class TokenModule:
         self.extra_output = {}
         self._warn_lock = threading.Lock()
         try:
-            self.policy = Policy.from_params(self.params) if policy_options else None
+            self.policy = check_shared_options(self.params, self.url_hint)
             self.params.setdefault("concurrency", 4)
             self.params.setdefault("return_secret", False)
             self.lock_timeout = parse_duration(self.params.get("lock_timeout") or "5m", "lock_timeout")
@@ -123,8 +171,12 @@ class TokenModule:
                                  "so that Ansible hides the result, or read the secret with the tokenops.rotation.token lookup")
             self.validate()
             self.store = store_from_params(self.params["store"])
+            # The store settings that shape entry paths (prefix, host), before anything is read or sent.
+            self.store_path("-")
         except (ValueError, InputError, StoreConfigError) as exc:
             self.fail(str(exc))
+        except Exception as exc:  # a bug in a check: reported as one, never as a traceback on the console
+            self.unexpected(exc)
         self.client = None
 
     # -- hooks for products
@@ -174,8 +226,8 @@ class TokenModule:
         return parts.netloc or parts.path
 
     def store_path(self, token_id, explicit=None):
-        if explicit:
-            return explicit.strip("/")
+        if explicit not in (None, ""):   # "" (an unset role variable) means the default path
+            return check_path(explicit, "store_path")
         return path_for(self.params["store"], self.product, self.host, token_id)
 
     def stored(self, path):
@@ -198,6 +250,11 @@ class TokenModule:
 
     def fail(self, msg, **kwargs):
         self.module.fail_json(msg=self.redactor.scrub(msg), **kwargs)
+
+    def unexpected(self, exc):
+        """Report a bug: "unexpected error" and the exception, the traceback kept for -vvv; never a secret."""
+        self.fail("%s: unexpected error: %s: %s" % (self.product_name, exc.__class__.__name__, exc),
+                  exception=self.redactor.scrub(traceback.format_exc()))
 
     def _guarded(self, spec):
         """run_token with every error mapped to a result; never raises."""
@@ -261,6 +318,21 @@ class TokenModule:
         if self.client is not None:
             self.client.close()
         self.module.exit_json(**out)
+
+
+def run_module(module_class):
+    """main() of every module: build it and run it; a bug anywhere ends as "unexpected error", not a traceback."""
+    instance = module_class.__new__(module_class)
+    try:
+        instance.__init__()
+        instance.run()
+    except Exception as exc:  # SystemExit (exit_json, fail_json) is no Exception and passes
+        if getattr(instance, "module", None) is not None and getattr(instance, "redactor", None) is not None:
+            instance.unexpected(exc)
+        # Before the module could report anything (no secret was seen yet): the result shape Ansible reads.
+        print(json.dumps(dict(failed=True, msg="%s: unexpected error: %s: %s" % (module_class.product_name, exc.__class__.__name__, exc),
+                              exception=traceback.format_exc())))
+        sys.exit(1)
 
 
 def with_diff(result, before, after, header):

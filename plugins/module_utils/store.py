@@ -156,6 +156,8 @@ def resolve_store_params(params=None):
     """
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
+    if params is not None and not isinstance(params, dict):
+        raise StoreConfigError('store must be a dictionary of store settings, got %s' % type(params).__name__)
     result = ArgumentSpecValidator({'store': STORE_ARG_SPEC}).validate({'store': dict(params or {})})
     if result.error_messages:
         # validation messages name options and types; no_log values are never echoed
@@ -234,6 +236,41 @@ def path_for(params, product, host_default, token_id):
     return '/'.join(parts)
 
 
+def validate_store_params(params):
+    """Check the `store` settings with the shared validators; StoreConfigError names the option.
+
+    Nothing is read, written or sent: a file is only looked at (does it exist, can it be read).
+    Returns params (defaults filled in) with the vault URL stripped of surrounding blanks.
+    """
+    from ansible_collections.tokenops.rotation.plugins.module_utils import validators
+
+    params = store_params(params)
+    backend = params.get('backend')
+    try:
+        if backend not in ('file', 'vault'):
+            raise ValueError('store.backend must be one of file, vault; got %s' % validators.shown(backend))
+        check_prefix(params.get('prefix'), 'store.prefix')
+        validators.text(params.get('host'), 'store.host', required=False)
+        validators.timeout(params.get('timeout'), 'store.timeout')
+        validators.boolean(params.get('validate_certs'), 'store.validate_certs')
+        if backend == 'file':
+            validators.text(params.get('file_path'), 'store.file_path (or TOKENOPS_STORE_FILE)')
+            validators.text(params.get('vault_password'), 'store.vault_password', required=False, blank=True, secret=True)
+            if not params.get('vault_password'):
+                validators.readable_file(params.get('vault_password_file'), 'store.vault_password_file (or ANSIBLE_VAULT_PASSWORD_FILE)')
+        else:
+            params['url'] = validators.url(params.get('url'), 'store.url (or VAULT_ADDR)',
+                                           what='the Vault or OpenBao server, an http or https URL such as https://vault.example.com:8200')
+            for name in ('token', 'secret_id'):
+                validators.text(params.get(name), 'store.%s' % name, required=False, blank=True, secret=True)
+            for name in ('role_id', 'auth_method'):
+                validators.text(params.get(name), 'store.%s' % name, required=False, blank=True)
+            validators.readable_file(params.get('ca_cert'), 'store.ca_cert (or VAULT_CACERT)')
+    except ValueError as exc:
+        raise StoreConfigError(str(exc))
+    return params
+
+
 def store_from_params(params, request_log=None):
     """Build the configured Store from the module's validated `store` dict.
 
@@ -241,7 +278,7 @@ def store_from_params(params, request_log=None):
     request_log, when given, is called with (method, path) for every request (vault) or
     operation (file), so tests can count store traffic.
     """
-    params = store_params(params)
+    params = validate_store_params(params)
     backend = params.get('backend')
     if backend == 'vault':
         from ansible_collections.tokenops.rotation.plugins.module_utils.store_vault import VaultStore
