@@ -89,11 +89,8 @@ _raw:
   elements: str
 """
 
-import traceback
-
-from ansible.errors import AnsibleError, AnsibleLookupError
+from ansible.errors import AnsibleLookupError
 from ansible.module_utils.common.text.converters import to_native
-from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.dpa import (
@@ -115,6 +112,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     store_from_params,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils import validators
+from ansible_collections.tokenops.rotation.plugins.plugin_utils.lookup import CheckedLookup
 
 try:
     from urllib.parse import urlsplit
@@ -125,24 +123,11 @@ NAME = "tokenops.rotation.dpa_access_token"
 display = Display()
 
 
-class LookupModule(LookupBase):
-    def run(self, terms, variables=None, **kwargs):
-        try:
-            return self._run(terms, variables, kwargs)
-        except AnsibleError:
-            raise
-        except Exception as exc:  # a bug: reported as one; the traceback is shown at -vvv
-            display.vvv(traceback.format_exc())
-            raise AnsibleLookupError("%s: unexpected error: %s: %s" % (NAME, exc.__class__.__name__, validators.cut(to_native(exc), 300)))
+class LookupModule(CheckedLookup):
+    NAME = NAME
+    BOOLEAN_OPTIONS = ("validate_certs", "probe")
 
-    def _run(self, terms, variables, kwargs):
-        try:
-            # Ansible's option types take any word for false ('sometimes'): check the words first.
-            for name in ("validate_certs", "probe"):
-                validators.boolean(kwargs.get(name, True), name)
-        except ValueError as exc:
-            raise AnsibleLookupError("%s: %s" % (NAME, exc))
-        self.set_options(var_options=variables, direct=kwargs)
+    def checked_run(self, terms, variables):
         # Lookups run in check mode too; the cache is then left as it is.
         check_mode = bool((variables or {}).get("ansible_check_mode"))
         redactor = Redactor()
@@ -157,11 +142,9 @@ class LookupModule(LookupBase):
             probe = validators.boolean(self.get_option("probe"), "probe")
             params = resolve_store_params(self.get_option("store"))
             terms = validators.items(terms, "terms", str, "a token id or an entry path (a string)", required=True)
-            if not terms:
-                raise ValueError("give at least one term: the id of a refresh token kept by tokenops.rotation.dpa_refresh_token")
             paths = [self._path(term, index, params, base) for index, term in enumerate(terms)]
             store = store_from_params(params)
-        except (ValueError, StoreError) as exc:
+        except StoreError as exc:
             raise AnsibleLookupError("%s: %s" % (NAME, to_native(exc)))
         http = HttpClient(PRODUCT, base, validate_certs=validate_certs, ca_path=ca_path, timeout=timeout, retries=retries,
                           redactor=redactor)
@@ -172,7 +155,7 @@ class LookupModule(LookupBase):
             hint = (" The stored refresh token no longer works: create a new one in DPA and adopt it with "
                     "tokenops.rotation.dpa_refresh_token state: rotated" if rejected(exc) else "")
             raise AnsibleLookupError("%s: %s.%s" % (NAME, redactor.scrub(str(exc)), hint))
-        except StoreError as exc:
+        except (StoreError, ValueError) as exc:   # ValueError: a stored refresh token that is no JWT
             raise AnsibleLookupError("%s: %s" % (NAME, redactor.scrub(to_native(exc))))
         finally:
             http.close()

@@ -54,12 +54,8 @@ _raw:
   elements: str
 """
 
-import traceback
-
-from ansible.errors import AnsibleError, AnsibleLookupError
+from ansible.errors import AnsibleLookupError
 from ansible.module_utils.common.text.converters import to_native
-from ansible.plugins.lookup import LookupBase
-from ansible.utils.display import Display
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     StoreError,
@@ -68,43 +64,30 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     store_from_params,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils import validators
+from ansible_collections.tokenops.rotation.plugins.plugin_utils.lookup import CheckedLookup
 
-NAME = "tokenops.rotation.token"
 PRODUCTS = ("das", "dpa", "secretserver", "openpayments")
-display = Display()
 
 
-class LookupModule(LookupBase):
-    def run(self, terms, variables=None, **kwargs):
-        try:
-            return self._run(terms, variables, kwargs)
-        except AnsibleError:
-            raise
-        except Exception as exc:  # a bug: reported as one; the traceback is shown at -vvv
-            display.vvv(traceback.format_exc())
-            raise AnsibleLookupError("%s: unexpected error: %s: %s" % (NAME, exc.__class__.__name__, validators.cut(to_native(exc), 300)))
+class LookupModule(CheckedLookup):
+    NAME = "tokenops.rotation.token"
+    BOOLEAN_OPTIONS = ("allow_pending",)
 
-    def _run(self, terms, variables, kwargs):
+    def checked_run(self, terms, variables):
+        # Every term and option is checked before the store is touched.
+        key = validators.text(self.get_option("key"), "key")
         try:
-            # Ansible's option types take any word for false ('sometimes'): check the words first.
-            validators.boolean(kwargs.get("allow_pending", False), "allow_pending")
-        except ValueError as exc:
-            raise AnsibleLookupError("%s: %s" % (NAME, exc))
-        self.set_options(var_options=variables, direct=kwargs)
-        try:
-            # Every term and option is checked before the store is touched.
-            key = validators.text(self.get_option("key"), "key")
             params = resolve_store_params(self.get_option("store"))
             paths = []
-            for index, term in enumerate(validators.items(terms, "terms", str, "an entry path (a string)") or []):
+            for index, term in enumerate(validators.items(terms, "terms", str, "an entry path (a string)", required=True)):
                 path = check_path(validators.text(term, "terms[%d]" % index), "terms[%d] (an entry path)" % index)
                 if path.split("/", 1)[0] in PRODUCTS and params.get("prefix"):
                     path = "%s/%s" % (params["prefix"].strip("/"), path)
                 paths.append(path)
-        except (ValueError, StoreError) as exc:
-            raise AnsibleLookupError("%s: %s" % (NAME, to_native(exc)))
-        try:
             store = store_from_params(params)
+        except StoreError as exc:
+            raise AnsibleLookupError("%s: %s" % (self.NAME, to_native(exc)))
+        try:
             values = []
             for path in paths:
                 entry = store.read(path)
@@ -121,3 +104,5 @@ class LookupModule(LookupBase):
             return values
         except StoreError as exc:
             raise AnsibleLookupError("tokenops.rotation.token: %s" % to_native(exc))
+        finally:
+            store.close()

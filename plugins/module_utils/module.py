@@ -93,17 +93,29 @@ class CheckedModule(AnsibleModule):
     """
 
     _checking_arguments = False
+    _given = None
 
     def __init__(self, argument_spec, **kwargs):
         self._checking_arguments = True
-        super(CheckedModule, self).__init__(argument_spec=argument_spec, **kwargs)
+        try:
+            super(CheckedModule, self).__init__(argument_spec=argument_spec, **kwargs)
+        except (TypeError, ValueError, AttributeError):
+            # Ansible's own checks crash on some shapes (a dictionary option given as a number)
+            error = validators.shape_error(argument_spec, self._given)
+            if error is None:
+                raise
+            self.fail_json(msg=error)
         self._checking_arguments = False
 
+    def _load_params(self):
+        super(CheckedModule, self)._load_params()
+        # The options as given: Ansible's checks replace a value they cannot convert.
+        self._given = copy.deepcopy(self.params)
+
     def fail_json(self, msg, **kwargs):
-        params = getattr(self, "params", None)
         if self._checking_arguments:
-            msg = validators.shape_error(self.argument_spec, params) or msg
-        msg = validators.cut_long_values(msg, params, getattr(self, "no_log_values", ()))
+            msg = validators.shape_error(self.argument_spec, self._given) or msg
+        msg = validators.cut_long_values(msg, [self._given, getattr(self, "params", None)], getattr(self, "no_log_values", ()))
         return super(CheckedModule, self).fail_json(msg=msg, **kwargs)
 
 
@@ -169,10 +181,10 @@ class TokenModule:
             if self.params["return_secret"] and not self.module.no_log:
                 raise InputError("return_secret: true puts the secret in the task result; set no_log: true on the task "
                                  "so that Ansible hides the result, or read the secret with the tokenops.rotation.token lookup")
-            self.validate()
-            self.store = store_from_params(self.params["store"])
+            self.store = store_from_params(self.params["store"])   # checks the settings; reads and sends nothing
             # The store settings that shape entry paths (prefix, host), before anything is read or sent.
             self.store_path("-")
+            self.validate()
         except (ValueError, InputError, StoreConfigError) as exc:
             self.fail(str(exc))
         except Exception as exc:  # a bug in a check: reported as one, never as a traceback on the console

@@ -16,6 +16,8 @@ import re
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
+
 
 class StoreError(Exception):
     """Base of every store error; the message never contains secret values."""
@@ -172,14 +174,16 @@ def check_path(path, what='store path'):
     """Return path normalised (no leading/trailing '/'); StoreConfigError on '..', '.', empty segments or control characters."""
     if not isinstance(path, str):
         raise StoreConfigError('%s must be a string, got %s' % (what, type(path).__name__))
+    if _SEGMENT_BAD.search(path):   # a line break copied with it, before the blanks around it are stripped
+        raise StoreConfigError('%s %s has control characters' % (what, validators.shown(path)))
     stripped = path.strip().strip('/')
     if not stripped:
         raise StoreConfigError('%s is empty' % what)
     for segment in stripped.split('/'):
         if segment in ('', '.', '..'):
-            raise StoreConfigError("%s %r has an empty, '.' or '..' segment" % (what, path))
-        if segment != segment.strip() or _SEGMENT_BAD.search(segment):
-            raise StoreConfigError('%s %r has a segment with surrounding blanks or control characters' % (what, path))
+            raise StoreConfigError("%s %s has an empty, '.' or '..' segment" % (what, validators.shown(path)))
+        if segment != segment.strip():
+            raise StoreConfigError('%s %s has a segment with surrounding blanks' % (what, validators.shown(path)))
     return stripped
 
 
@@ -242,14 +246,15 @@ def validate_store_params(params):
     Nothing is read, written or sent: a file is only looked at (does it exist, can it be read).
     Returns params (defaults filled in) with the vault URL stripped of surrounding blanks.
     """
-    from ansible_collections.tokenops.rotation.plugins.module_utils import validators
-
     params = store_params(params)
     backend = params.get('backend')
     try:
         if backend not in ('file', 'vault'):
             raise ValueError('store.backend must be one of file, vault; got %s' % validators.shown(backend))
-        check_prefix(params.get('prefix'), 'store.prefix')
+        prefix = params.get('prefix')
+        if isinstance(prefix, str) and prefix and not prefix.strip():
+            raise ValueError("store.prefix is blank; give a path such as tokenops, or '' for the root of the mount")
+        check_prefix(prefix, 'store.prefix')
         validators.text(params.get('host'), 'store.host', required=False)
         validators.timeout(params.get('timeout'), 'store.timeout')
         validators.boolean(params.get('validate_certs'), 'store.validate_certs')

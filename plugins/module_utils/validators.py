@@ -30,6 +30,7 @@ MAX_TIMEOUT = 86400
 
 _CONTROL_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BRACKETED_NETLOC = re.compile(r"^\[[^\]]+\](:\d+)?$")
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 
 
@@ -209,6 +210,8 @@ def url(value, name="url", what="an http or https URL such as https://host.examp
             ipaddress.IPv6Address(host)
         except ValueError:
             raise ValueError("%s %s has a bracketed host that is not an IPv6 address" % (name, safe))
+        if not _BRACKETED_NETLOC.match(parts.netloc):
+            raise ValueError("%s %s has something after its bracketed IPv6 address that is not ':port'" % (name, safe))
     else:
         _check_host_name(host, name, safe)
     return stripped

@@ -472,7 +472,6 @@ class DasTokenModule(TokenModule):
             validate_token_id(spec["overlap_id"], "overlap_id")
             validate_ttl(spec["ttl"], "ttl")
             spec["grace_seconds"] = validators.duration(spec["grace_period"], "grace_period")
-            validators.text(spec["description"], "description", blank=True)
             self.store_path(spec["id"], spec["store_path"])
         except (ValueError, StoreConfigError) as exc:
             raise InputError("%s: %s" % (where, exc))
@@ -482,9 +481,10 @@ class DasTokenModule(TokenModule):
             raise InputError("%s: overlap_id %s must be in the same namespace as %s" % (where, spec["overlap_id"], spec["id"]))
         if spec["strategy"] not in ("regenerate", "overlap"):
             raise InputError("%s: strategy must be regenerate or overlap, got %s" % (where, validators.shown(spec["strategy"])))
+        what = "%s (%s)" % (where, spec["id"]) if where != "the token" else "token %s" % spec["id"]
         if self.params["state"] != "absent":
-            spec["allow_path_patterns"] = check_patterns(spec["allow_path_patterns"], spec["allow_all_paths"], "token %s" % spec["id"])
-        check_bindings(spec["role_bindings"], "token %s: role_bindings" % spec["id"])
+            spec["allow_path_patterns"] = check_patterns(spec["allow_path_patterns"], spec["allow_all_paths"], what)
+        check_bindings(spec["role_bindings"], "%s: role_bindings" % what)
 
     def _check_refresher(self):
         ref = self.params["refresher"]
@@ -496,7 +496,6 @@ class DasTokenModule(TokenModule):
             if ref["initial_secret"] is not None:
                 validators.text(ref["initial_secret"], "refresher.initial_secret", secret=True)
             validate_ttl(ref["ttl"], "refresher.ttl")
-            validators.text(ref["description"], "refresher.description", blank=True)
         except (ValueError, StoreConfigError) as exc:
             raise InputError(str(exc))
         if ref["initial_secret"]:

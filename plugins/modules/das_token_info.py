@@ -170,11 +170,11 @@ class DasTokenInfoModule(TokenModule):
             except (jmespath.exceptions.JMESPathError, RecursionError) as exc:
                 raise InputError("query is not a JMESPath expression: %s" % validators.cut(str(exc), 200))
         for index, token_id in enumerate(p["ids"] or []):
+            validate_token_id(token_id, "ids[%d]" % index)
             try:
-                validate_token_id(token_id, "ids[%d]" % index)
                 self.store_path(token_id)
-            except (ValueError, StoreError) as exc:
-                raise InputError(str(exc))
+            except StoreError as exc:
+                raise InputError("ids[%d]: %s" % (index, exc))
 
     def run(self):
         p = self.params

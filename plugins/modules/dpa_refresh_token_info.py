@@ -178,8 +178,11 @@ class DpaRefreshTokenInfoModule(TokenModule):
             self.fail_seconds = threshold_seconds(p["fail_before"], "fail_before")
             for index, token_id in enumerate(p["ids"] or []):
                 validate_token_id(token_id, "ids[%d]" % index)
-                self.store_path(token_id)
-        except (ValueError, StoreError) as exc:
+                try:
+                    self.store_path(token_id)
+                except StoreError as exc:
+                    raise InputError("ids[%d]: %s" % (index, exc))
+        except ValueError as exc:
             raise InputError(str(exc))
 
     def run(self):

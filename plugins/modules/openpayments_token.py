@@ -418,7 +418,7 @@ class OpenPaymentsTokenModule(TokenModule):
             if spec["id"] in seen:
                 raise InputError("grant %s is listed twice" % spec["id"])
             seen.add(spec["id"])
-            self._check_spec(spec, "grant %s" % spec["id"])
+            self._check_spec(spec, "%s (grant %s)" % (where, spec["id"]) if p["tokens"] is not None else "grant %s" % spec["id"])
             specs.append(spec)
         self._specs = specs
 

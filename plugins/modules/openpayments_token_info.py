@@ -134,7 +134,10 @@ class OpenPaymentsTokenInfoModule(TokenModule):
     def validate(self):
         for index, grant_id in enumerate(self.params["ids"] or []):
             validators.text(grant_id, "ids[%d]" % index)
-            self.store_path(grant_id)
+            try:
+                self.store_path(grant_id)
+            except StoreError as exc:
+                raise ValueError("ids[%d]: %s" % (index, exc))
 
     def run(self):
         try:

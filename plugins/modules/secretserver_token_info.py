@@ -159,7 +159,10 @@ class SecretServerTokenInfoModule(TokenModule):
     def validate(self):
         for index, token_id in enumerate(self.params["ids"] or []):
             validators.text(token_id, "ids[%d]" % index)
-            self.store_path(token_id)
+            try:
+                self.store_path(token_id)
+            except StoreError as exc:
+                raise ValueError("ids[%d]: %s" % (index, exc))
 
     def run(self):
         p = self.params
