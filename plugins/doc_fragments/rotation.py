@@ -51,7 +51,7 @@ options:
     default: false
   concurrency:
     description:
-      - How many tokens of one task are handled at the same time.
+      - How many tokens of one task are handled at the same time, from 1 to 256.
     type: int
     default: 4
 notes:

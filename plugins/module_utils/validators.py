@@ -177,12 +177,12 @@ def url(value, name="url", what="an http or https URL such as https://host.examp
         raise ValueError("%s is required: %s" % (name, what))
     if not isinstance(value, str):
         raise ValueError("%s must be %s; got %s (%s)" % (name, what, kind_of(value), shown(value)))
-    stripped = value.strip()
+    stripped = value.strip(" ")
     # user info may hold a password: a URL with '@' is not repeated
     safe = shown(stripped) if "@" not in stripped else "a URL with user info (not shown)"
     if not stripped:
         raise ValueError("%s is empty; it must be %s" % (name, what))
-    if _CONTROL_OR_SPACE.search(stripped):
+    if _CONTROL_OR_SPACE.search(stripped):   # a line break copied with it included
         raise ValueError("%s must not contain blanks or control characters; got %s" % (name, safe))
     try:
         parts = urlsplit(stripped)

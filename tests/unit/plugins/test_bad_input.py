@@ -558,7 +558,6 @@ def _product_options(world, target):
             ("role_bindings", bindings, None), ("strategy", bad_choices(("regenerate", "overlap")), None),
             ("state", bad_choices(("present", "rotated", "absent")), None), ("allow_path_patterns", patterns, None),
             ("allow_all_paths", bad_booleans(), None), ("store_path", bad_paths(), None), ("api_token", CONTROL, None),
-            ("description", CONTROL, None),
             ("tokens", st.one_of(bad_dict_items(), st.lists(st.fixed_dictionaries({"id": das_ids}), min_size=1, max_size=2),
                                  st.builds(lambda b: [{"id": "app", "role_bindings": b}], bindings),
                                  st.builds(lambda k: [{"id": "app", k: 1}], _text("xyz", 1, 4)),
