@@ -124,7 +124,7 @@ def check_shared_options(params, url_hint=None):
 
     Returns the due policy (None without policy options); normalises url, ca_path and timeout.
     """
-    params["url"] = validators.url(params.get("url"), "url", **(dict(what=url_hint) if url_hint else {}))
+    params["url"] = validators.url(params.get("url"), "url", what=url_hint or validators.URL_WHAT)
     params["ca_path"] = validators.readable_file(params.get("ca_path"), "ca_path")
     params["timeout"] = validators.timeout(params.get("timeout"), "timeout")
     validators.count(params.get("retries"), "retries", maximum=100)
@@ -265,7 +265,7 @@ class TokenModule:
 
     def unexpected(self, exc):
         """Report a bug: "unexpected error" and the exception, the traceback kept for -vvv; never a secret."""
-        self.fail("%s: unexpected error: %s: %s" % (self.product_name, exc.__class__.__name__, exc),
+        self.fail("%s: unexpected error: %s: %s" % (self.product_name, exc.__class__.__name__, validators.cut(str(exc), 300)),
                   exception=self.redactor.scrub(traceback.format_exc()))
 
     def _guarded(self, spec):
@@ -334,7 +334,7 @@ class TokenModule:
 
 def run_module(module_class):
     """main() of every module: build it and run it; a bug anywhere ends as "unexpected error", not a traceback."""
-    instance = module_class.__new__(module_class)
+    instance = module_class.__new__(module_class)   # exists for the report even when __init__ fails
     try:
         instance.__init__()
         instance.run()
@@ -342,8 +342,8 @@ def run_module(module_class):
         if getattr(instance, "module", None) is not None and getattr(instance, "redactor", None) is not None:
             instance.unexpected(exc)
         # Before the module could report anything (no secret was seen yet): the result shape Ansible reads.
-        print(json.dumps(dict(failed=True, msg="%s: unexpected error: %s: %s" % (module_class.product_name, exc.__class__.__name__, exc),
-                              exception=traceback.format_exc())))
+        print(json.dumps(dict(failed=True, exception=traceback.format_exc(),
+                              msg="%s: unexpected error: %s: %s" % (module_class.product_name, exc.__class__.__name__, validators.cut(str(exc), 300)))))
         sys.exit(1)
 
 

@@ -22,11 +22,15 @@ try:
 except ImportError:  # pragma: no cover
     from urlparse import urlsplit  # type: ignore
 
+from ansible.module_utils.common.validation import check_type_dict
+from ansible.module_utils.parsing.convert_bool import boolean as to_bool
+
 # A value longer than this is shown as its first SHOWN characters and its length.
 SHOWN = 60
 # Durations past this overflow the date arithmetic of a rotation (datetime ends in year 9999).
 MAX_DURATION = 100 * 365 * 86400
 MAX_TIMEOUT = 86400
+URL_WHAT = "an http or https URL such as https://host.example.com"
 
 _CONTROL_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -105,8 +109,6 @@ def shape_error(argument_spec, params, prefix=""):
     Ansible's own message for these names no option ("dictionary requested, could not parse JSON or
     key=value"); None when the shape is right.
     """
-    from ansible.module_utils.common.validation import check_type_dict
-
     for name, opts in (argument_spec or {}).items():
         value = (params or {}).get(name) if isinstance(params, dict) else None
         if value is None or not isinstance(opts, dict):
@@ -167,7 +169,7 @@ def username(value, name="username"):
     return value
 
 
-def url(value, name="url", what="an http or https URL such as https://host.example.com", query=False):
+def url(value, name="url", what=URL_WHAT, query=False):
     """An http(s) URL with a host: no user info, no fragment, no query unless `query`, a valid port and IPv6 literal.
 
     `what` says what the URL must be ("the DPA server as http(s)://host:port"). Returns the URL
@@ -308,8 +310,6 @@ def count(value, name, minimum=0, maximum=None):
 
 def boolean(value, name):
     """true or false, or what Ansible takes for them ('yes', 'off', 1, ...); nothing else."""
-    from ansible.module_utils.parsing.convert_bool import boolean as to_bool
-
     try:
         return to_bool(value, strict=True)
     except TypeError:
