@@ -34,10 +34,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import yaml
-from ansible import constants as C
-from ansible.errors import AnsibleError
+from ansible.module_utils import _internal as module_internal
+from ansible.module_utils._internal import _traceback
 from ansible.module_utils.testing import patch_module_args
-from ansible.utils.plugin_docs import add_fragments
 
 from ansible_collections.tokenops.rotation.plugins.doc_fragments import store as store_fragment
 from ansible_collections.tokenops.rotation.plugins.module_utils import http_client
@@ -184,6 +183,11 @@ def with_option(args, path, value):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
+        # Importing Ansible's controller side (the lookups need it) switches module_utils into controller
+        # mode for the whole process (warnings go to a display, not the result). Undone when this module ends,
+        # so that the module tests collected after it see what a module process sees.
+        mp.setattr(module_internal, "is_controller", module_internal.is_controller)
+        mp.setattr(_traceback, "_is_traceback_enabled", _traceback._is_traceback_enabled)
         for name in list(os.environ):
             if name.startswith(ENV_PREFIXES):
                 mp.delenv(name)
@@ -226,6 +230,9 @@ def lookup_plugin(target):
     (The loader itself needs the collection finder installed before this collection is first imported,
     which the unit tests import from the work tree.)
     """
+    from ansible import constants as C
+    from ansible.utils.plugin_docs import add_fragments
+
     plugin = importlib.import_module(LOOKUPS + target)
     if not C.config.has_configuration_definition("lookup", plugin.__name__):
         doc = yaml.safe_load(plugin.DOCUMENTATION)
@@ -237,19 +244,36 @@ def lookup_plugin(target):
     return lookup
 
 
+@contextlib.contextmanager
+def process_side(controller):
+    """What Ansible's module_utils see in a module process (controller=False) or in ansible-playbook (True)."""
+    from ansible.utils import display   # noqa: F401  (the controller's traceback switch)
+    saved = module_internal.is_controller, _traceback._is_traceback_enabled
+    module_internal.is_controller = controller
+    if not controller:
+        _traceback._is_traceback_enabled = _traceback._is_module_traceback_enabled
+    try:
+        yield
+    finally:
+        module_internal.is_controller, _traceback._is_traceback_enabled = saved
+
+
 def run_target(target, args):
     """(failed, message, result) of one in-process run of a module or lookup."""
+    from ansible.errors import AnsibleError
+
     if target in LOOKUP_TARGETS:
         args = dict(args)
         terms = args.pop("_terms")
-        lookup = lookup_plugin(target)
-        try:
-            values = lookup.run(terms, variables={}, **args)
-        except AnsibleError as exc:
-            return True, str(exc), {"msg": str(exc)}
+        with process_side(controller=True):
+            lookup = lookup_plugin(target)
+            try:
+                values = lookup.run(terms, variables={}, **args)
+            except AnsibleError as exc:
+                return True, str(exc), {"msg": str(exc)}
         return False, None, {"values": values}
     out = io.StringIO()
-    with patch_module_args(args), contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+    with process_side(controller=False), patch_module_args(args), contextlib.redirect_stdout(out), pytest.raises(SystemExit):
         importlib.import_module(MODULES + target).main()
     result = json.loads(out.getvalue())
     return bool(result.get("failed")), result.get("msg"), result
@@ -433,11 +457,10 @@ def test_a_check_that_crashes_is_reported_as_a_bug(world, monkeypatch):
     def broken(self):
         raise KeyError("broken check")
     monkeypatch.setattr(importlib.import_module(MODULES + "das_token_info").DasTokenInfoModule, "validate", broken)
-    # Tracebacks on, as -vvv or DISPLAY_TRACEBACK asks (in this process Ansible's controller display decides it).
-    from ansible.module_utils._internal import _traceback
-    monkeypatch.setattr(_traceback, "_is_traceback_enabled", lambda event: True)
+    # Tracebacks on, as ansible-playbook asks with DISPLAY_TRACEBACK (the module reads it once, from its arguments).
+    monkeypatch.setattr(_traceback, "_module_tracebacks_enabled_events", None)
     world.reset()
-    args = base_args(world, "das_token_info")
+    args = dict(base_args(world, "das_token_info"), _ansible_tracebacks_for=["error"])
     failed, msg, result = run_target("das_token_info", args)
     assert failed and "unexpected error: KeyError: 'broken check'" in msg, result
     assert "Traceback" in result.get("exception", "") and "broken check" in result["exception"], result
