@@ -441,9 +441,9 @@ class DasTokenModule(TokenModule):
                                  % (where, validators.cut(", ".join(unknown)), ", ".join(TOKEN_KEYS)))
             for key, kind in TOKEN_ITEM_TYPES.items():
                 value = item.get(key)
-                if value is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
-                    raise InputError("%s: %s must be %s, got %s (%s)" % (where, key, ITEM_KIND_NAMES[kind], validators.kind_of(value),
-                                                                        validators.shown(value)))
+                if value is not None and not isinstance(value, kind):
+                    raise InputError("%s: %s must be %s, got %s (%s)"
+                                     % (where, key, ITEM_KIND_NAMES[kind], validators.kind_of(value), validators.shown(value)))
             spec = merged(p, item, TOKEN_KEYS)
             spec["id"] = item.get("id") if p["tokens"] is not None else p["id"]
             self._check_spec(spec, where)

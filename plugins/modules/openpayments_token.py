@@ -403,9 +403,10 @@ class OpenPaymentsTokenModule(TokenModule):
             if unknown:
                 raise InputError("%s has unknown option(s) %s; each item takes %s" % (where, validators.cut(", ".join(unknown)), ", ".join(TOKEN_KEYS)))
             for key, kind in TOKEN_ITEM_TYPES.items():
-                if item.get(key) is not None and not isinstance(item[key], kind):
-                    raise InputError("%s: %s must be a %s, got %s (%s)" % (where, key, kind.__name__, validators.kind_of(item[key]),
-                                                                          validators.shown(item[key])))
+                value = item.get(key)
+                if value is not None and not isinstance(value, kind):
+                    raise InputError("%s: %s must be a %s, got %s (%s)"
+                                     % (where, key, kind.__name__, validators.kind_of(value), validators.shown(value)))
             spec = merged(p, item, TOKEN_KEYS)
             spec["id"] = item.get("id") if p["tokens"] is not None else p["id"]
             if not spec["id"]:
