@@ -235,6 +235,16 @@ class TokenModule:
         parts = urlsplit(self.params["url"])
         return parts.netloc or parts.path
 
+    def check_ids(self, check_id=validators.text):
+        """The `ids` of an info module: each one the product takes (check_id(id, name)), with a valid store path."""
+        for index, token_id in enumerate(self.params.get("ids") or []):
+            name = "ids[%d]" % index
+            check_id(token_id, name)
+            try:
+                self.store_path(token_id)
+            except StoreError as exc:
+                raise InputError("%s: %s" % (name, exc))
+
     def store_path(self, token_id, explicit=None):
         if explicit not in (None, ""):   # "" (an unset role variable) means the default path
             return check_path(explicit, "store_path")

@@ -169,12 +169,7 @@ class DasTokenInfoModule(TokenModule):
                 self.expression = jmespath.compile(p["query"])
             except (jmespath.exceptions.JMESPathError, RecursionError) as exc:
                 raise InputError("query is not a JMESPath expression: %s" % validators.cut(str(exc), 200))
-        for index, token_id in enumerate(p["ids"] or []):
-            validate_token_id(token_id, "ids[%d]" % index)
-            try:
-                self.store_path(token_id)
-            except StoreError as exc:
-                raise InputError("ids[%d]: %s" % (index, exc))
+        self.check_ids(validate_token_id)
 
     def run(self):
         p = self.params

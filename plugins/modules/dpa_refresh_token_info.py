@@ -176,14 +176,9 @@ class DpaRefreshTokenInfoModule(TokenModule):
         try:
             self.warn_seconds = threshold_seconds(p["warn_before"], "warn_before")
             self.fail_seconds = threshold_seconds(p["fail_before"], "fail_before")
-            for index, token_id in enumerate(p["ids"] or []):
-                validate_token_id(token_id, "ids[%d]" % index)
-                try:
-                    self.store_path(token_id)
-                except StoreError as exc:
-                    raise InputError("ids[%d]: %s" % (index, exc))
         except ValueError as exc:
             raise InputError(str(exc))
+        self.check_ids(validate_token_id)
 
     def run(self):
         p = self.params

@@ -117,7 +117,6 @@ grants:
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import TokenModule, run_module
 from ansible_collections.tokenops.rotation.plugins.module_utils.openpayments import URL_HINT
-from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import parse_time, utcnow
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError
 
@@ -132,12 +131,7 @@ class OpenPaymentsTokenInfoModule(TokenModule):
         super(OpenPaymentsTokenInfoModule, self).__init__(dict(ids=dict(type="list", elements="str")), run_options=False)
 
     def validate(self):
-        for index, grant_id in enumerate(self.params["ids"] or []):
-            validators.text(grant_id, "ids[%d]" % index)
-            try:
-                self.store_path(grant_id)
-            except StoreError as exc:
-                raise ValueError("ids[%d]: %s" % (index, exc))
+        self.check_ids()
 
     def run(self):
         try:

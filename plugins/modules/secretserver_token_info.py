@@ -139,7 +139,6 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.secretserver imp
     SecretServerClient,
     error_parser,
 )
-from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 from ansible_collections.tokenops.rotation.plugins.module_utils.secretserver_rotation import PRODUCT_KEY
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError
 
@@ -157,12 +156,7 @@ class SecretServerTokenInfoModule(TokenModule):
         )
 
     def validate(self):
-        for index, token_id in enumerate(self.params["ids"] or []):
-            validators.text(token_id, "ids[%d]" % index)
-            try:
-                self.store_path(token_id)
-            except StoreError as exc:
-                raise ValueError("ids[%d]: %s" % (index, exc))
+        self.check_ids()
 
     def run(self):
         p = self.params
