@@ -13,6 +13,7 @@ options:
   url:
     description:
       - Base URL of the product API, for example C(https://tenant.styra.com).
+      - An http or https URL with a host; no query string, fragment or user name and password.
       - Each module names the environment variable it falls back to.
     type: str
     required: true
@@ -25,10 +26,11 @@ options:
     description:
       - PEM file of the certificate authority that signed the server's certificate,
         for servers with a private or self-signed CA. Implies certificate validation.
+      - The file must exist and be readable; this is checked before any request.
     type: path
   timeout:
     description:
-      - Seconds to wait for each API request.
+      - Seconds to wait for each API request, more than 0 and at most 86400.
     type: float
     default: 30
   retries:
@@ -36,6 +38,7 @@ options:
       - How often a safe request (a read, or a write the product makes idempotent) is retried
         on HTTP 429, 502, 503, 504 or a connection error, with exponential backoff and
         honouring C(Retry-After). A request that mints a secret is never retried.
+      - From 0 to 100.
     type: int
     default: 3
 """

@@ -51,7 +51,7 @@ options:
     default: false
   concurrency:
     description:
-      - How many tokens of one task are handled at the same time.
+      - How many tokens of one task are handled at the same time, from 1 to 256.
       - The work waits on the product's API and the store, not on the controller's CPU, so the
         default suits a 2-core controller; lower it for an API that limits concurrent requests.
     type: int

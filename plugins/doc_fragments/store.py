@@ -62,7 +62,8 @@ options:
         description:
           - File with the password of the C(file) backend (an executable is run and its output
             used, as C(ansible-vault) does).
-          - Falls back to the environment variable E(ANSIBLE_VAULT_PASSWORD_FILE).
+          - Falls back to the environment variable E(TOKENOPS_VAULT_PASSWORD_FILE) (what the
+            collection's AWX credential type sets), then E(ANSIBLE_VAULT_PASSWORD_FILE).
         type: path
       vault_password:
         description: The password of the C(file) backend.

@@ -91,7 +91,6 @@ _raw:
 
 from ansible.errors import AnsibleLookupError
 from ansible.module_utils.common.text.converters import to_native
-from ansible.plugins.lookup import LookupBase
 from ansible.utils.display import Display
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.dpa import (
@@ -104,7 +103,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.dpa import (
     validate_token_id,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError, HttpClient, Redactor
-from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import BackOff, Flow, FlowError, parse_duration
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import BackOff, Flow, FlowError
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     StoreError,
     check_path,
@@ -112,6 +111,8 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     resolve_store_params,
     store_from_params,
 )
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
+from ansible_collections.tokenops.rotation.plugins.plugin_utils.lookup import CheckedLookup
 
 try:
     from urllib.parse import urlsplit
@@ -122,40 +123,51 @@ NAME = "tokenops.rotation.dpa_access_token"
 display = Display()
 
 
-class LookupModule(LookupBase):
-    def run(self, terms, variables=None, **kwargs):
-        self.set_options(var_options=variables, direct=kwargs)
+class LookupModule(CheckedLookup):
+    NAME = NAME
+    BOOLEAN_OPTIONS = ("validate_certs", "probe")
+
+    def checked_run(self, terms, variables):
         # Lookups run in check mode too; the cache is then left as it is.
         check_mode = bool((variables or {}).get("ansible_check_mode"))
         redactor = Redactor()
         try:
+            # Every term and option is checked before the store is touched or DPA is asked.
             base = api_url(self.get_option("url"))
-            renew_before = parse_duration(self.get_option("renew_before"), "renew_before")
-            params = resolve_store_params(self.get_option("store") or {})
-            paths = [self._path(term, params, base) for term in terms]
+            validate_certs = validators.boolean(self.get_option("validate_certs"), "validate_certs")
+            ca_path = validators.readable_file(self.get_option("ca_path"), "ca_path")
+            timeout = validators.timeout(self.get_option("timeout"), "timeout")
+            retries = validators.count(self.get_option("retries"), "retries", maximum=100)
+            renew_before = validators.duration(self.get_option("renew_before"), "renew_before")
+            probe = validators.boolean(self.get_option("probe"), "probe")
+            params = resolve_store_params(self.get_option("store"))
+            terms = validators.items(terms, "terms", str, "a token id or an entry path (a string)", required=True)
+            paths = [self._path(term, index, params, base) for index, term in enumerate(terms)]
             store = store_from_params(params)
-        except (ValueError, StoreError) as exc:
+        except StoreError as exc:
             raise AnsibleLookupError("%s: %s" % (NAME, to_native(exc)))
-        http = HttpClient(PRODUCT, base, validate_certs=self.get_option("validate_certs"), ca_path=self.get_option("ca_path"),
-                          timeout=self.get_option("timeout"), retries=self.get_option("retries"), redactor=redactor)
-        tokens = AccessTokens(DpaClient(http), renew_before=renew_before, probe=self.get_option("probe"))
+        http = HttpClient(PRODUCT, base, validate_certs=validate_certs, ca_path=ca_path, timeout=timeout, retries=retries,
+                          redactor=redactor)
+        tokens = AccessTokens(DpaClient(http), renew_before=renew_before, probe=probe)
         try:
             return [self._access_token(store, path, tokens, check_mode, redactor) for path in paths]
         except ApiError as exc:
             hint = (" The stored refresh token no longer works: create a new one in DPA and adopt it with "
                     "tokenops.rotation.dpa_refresh_token state: rotated" if rejected(exc) else "")
             raise AnsibleLookupError("%s: %s.%s" % (NAME, redactor.scrub(str(exc)), hint))
-        except StoreError as exc:
+        except (StoreError, ValueError) as exc:   # ValueError: a stored refresh token that is no JWT
             raise AnsibleLookupError("%s: %s" % (NAME, redactor.scrub(to_native(exc))))
         finally:
             http.close()
             store.close()
 
     @staticmethod
-    def _path(term, params, base):
+    def _path(term, index, params, base):
+        name = "terms[%d]" % index
+        validators.text(term, name)
         if "/" in term:
-            return check_path(term, "entry path")
-        validate_token_id(term, "term")
+            return check_path(term, "%s (an entry path)" % name)
+        validate_token_id(term, name)
         return path_for(params, "dpa", urlsplit(base).netloc, term)
 
     @staticmethod

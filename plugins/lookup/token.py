@@ -67,7 +67,6 @@ _raw:
 
 from ansible.errors import AnsibleLookupError
 from ansible.module_utils.common.text.converters import to_native
-from ansible.plugins.lookup import LookupBase
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import SECRET_UNUSABLE
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
@@ -76,20 +75,31 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     store_from_params,
     term_path,
 )
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
+from ansible_collections.tokenops.rotation.plugins.plugin_utils.lookup import CheckedLookup
 
 PRODUCTS = ("das", "dpa", "secretserver", "openpayments")
 
 
-class LookupModule(LookupBase):
-    def run(self, terms, variables=None, **kwargs):
-        self.set_options(var_options=variables, direct=kwargs)
-        key = self.get_option("key")
+class LookupModule(CheckedLookup):
+    NAME = "tokenops.rotation.token"
+    BOOLEAN_OPTIONS = ("allow_pending",)
+
+    def checked_run(self, terms, variables):
+        # Every term and option is checked before the store is touched.
+        key = validators.text(self.get_option("key"), "key")
         try:
-            params = resolve_store_params(self.get_option("store") or {})
+            params = resolve_store_params(self.get_option("store"))
+            paths = []
+            for index, term in enumerate(validators.items(terms, "terms", str, "an entry path (a string)", required=True)):
+                paths.append(term_path(validators.text(term, "terms[%d]" % index), params.get("prefix"), PRODUCTS,
+                                       "terms[%d] (an entry path)" % index))
             store = store_from_params(params)
+        except StoreError as exc:
+            raise AnsibleLookupError("%s: %s" % (self.NAME, to_native(exc)))
+        try:
             values = []
-            for term in terms:
-                path = term_path(term, params.get("prefix"), PRODUCTS)
+            for path in paths:
                 entry = store.read(path)
                 if not entry.data:
                     raise AnsibleLookupError("tokenops.rotation.token: no store entry at %s (%s)" % (path, store.describe()))
@@ -111,3 +121,5 @@ class LookupModule(LookupBase):
             return values
         except StoreError as exc:
             raise AnsibleLookupError("tokenops.rotation.token: %s" % to_native(exc))
+        finally:
+            store.close()

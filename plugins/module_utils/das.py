@@ -14,6 +14,7 @@ except ImportError:  # pragma: no cover
     from urllib import quote  # type: ignore
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
+from ansible_collections.tokenops.rotation.plugins.module_utils.validators import kind_of, shown
 
 PRODUCT = "Styra DAS"
 
@@ -25,21 +26,32 @@ SYSTEM_ID_RE = re.compile(r"^systems/([^/]+)/.+$")
 GO_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
 
-def validate_token_id(token_id):
-    if not token_id or not isinstance(token_id, str):
-        raise ValueError("a DAS token id is required")
+# The longest duration Go's time.ParseDuration takes (int64 nanoseconds).
+MAX_TTL_SECONDS = (2 ** 63 - 1) / 1e9
+
+
+def validate_token_id(token_id, name="id"):
+    if token_id is None or token_id == "":
+        raise ValueError("%s: a DAS token id is required" % name)
+    if not isinstance(token_id, str):
+        raise ValueError("%s must be a DAS token id (a string), got %s (%s)" % (name, kind_of(token_id), shown(token_id)))
     if not TOKEN_ID_RE.match(token_id) or set(token_id.split("/")) & {".", ".."}:
-        raise ValueError("DAS token id %r is malformed: use letters, digits, '.', '_', '~', '-' and '/' between non-empty parts, "
-                         "for example application-token or systems/<system id>/<name>" % token_id)
+        raise ValueError("%s: DAS token id %s is malformed: use letters, digits, '.', '_', '~' and '-' and '/' between non-empty parts, "
+                         "for example application-token or systems/<system id>/<name>" % (name, shown(token_id)))
     if token_id.startswith("systems/") and not SYSTEM_ID_RE.match(token_id):
-        raise ValueError("DAS system token id %r must be systems/<system id>/<name>" % token_id)
+        raise ValueError("%s: DAS system token id %s must be systems/<system id>/<name>" % (name, shown(token_id)))
 
 
-def validate_ttl(ttl):
+def validate_ttl(ttl, name="ttl"):
     if ttl is None:
         return
-    if not TTL_RE.match(str(ttl)):
-        raise ValueError("DAS ttl %r is not a Go duration such as 24h, 720h or 90m (DAS has no 'd' unit)" % ttl)
+    if not isinstance(ttl, str) or not TTL_RE.match(ttl):
+        raise ValueError("%s: DAS ttl %s is not a Go duration such as 24h, 720h or 90m (DAS has no 'd' unit)" % (name, shown(ttl)))
+    seconds = ttl_seconds(ttl)
+    if seconds <= 0:
+        raise ValueError("%s: DAS ttl %s must be longer than 0" % (name, shown(ttl)))
+    if seconds > MAX_TTL_SECONDS:
+        raise ValueError("%s: DAS ttl %s is longer than DAS takes (about 292 years)" % (name, shown(ttl)))
 
 
 def ttl_seconds(ttl):

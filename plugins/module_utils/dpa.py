@@ -24,7 +24,8 @@ except ImportError:  # pragma: no cover
     from urlparse import urlsplit, urlunsplit  # type: ignore
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError, default_error_parser
-from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import Policy, iso, parse_duration, parse_time, utcnow
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import Policy, iso, parse_time, utcnow
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 
 PRODUCT = "SolarWinds DPA"
 API_PATH = "/iwc/api"
@@ -33,6 +34,7 @@ PROBE_PATH = "/databases/monitor-information"
 # API_ACCESS_TOKEN_EXPIRATION's documented default, assumed when the exchange does not say (dpa.md 2.4, 2.9 q4).
 DEFAULT_ACCESS_LIFETIME = 900
 MANAGEMENT_PAGE = "Options > Users & Contacts > Refresh Token Management"
+URL_HINT = "the DPA server as http(s)://host:port, for example https://dpa.example.com:8124"
 
 TOKEN_ID_RE = re.compile(r"^[A-Za-z0-9_~-][A-Za-z0-9._~-]*$")
 _B64URL_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -45,11 +47,7 @@ def api_url(url):
 
     The message does not repeat the URL: it may carry user info.
     """
-    parts = urlsplit((url or "").strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("url must be the DPA server as http(s)://host:port, for example https://dpa.example.com:8124")
-    if parts.query or parts.fragment:
-        raise ValueError("url must not have a query or fragment; give the DPA server, for example https://dpa.example.com:8124")
+    parts = urlsplit(validators.url(url, "url", what=URL_HINT))
     path = parts.path.rstrip("/")
     if not path.endswith(API_PATH):
         path += API_PATH
@@ -59,7 +57,8 @@ def api_url(url):
 def validate_token_id(token_id, where="id"):
     """The name of a managed refresh token in the store: one path segment."""
     if not isinstance(token_id, str) or not TOKEN_ID_RE.match(token_id):
-        raise ValueError("%s %r must be one word of letters, digits, '.', '_', '~' and '-', for example reporting" % (where, token_id))
+        raise ValueError("%s %s must be one word of letters, digits, '.', '_', '~' and '-', for example reporting"
+                         % (where, validators.shown(token_id)))
 
 
 class Claims:
@@ -124,7 +123,7 @@ def threshold_seconds(value, name):
         return None
     if str(value).strip().endswith("%"):
         raise ValueError("%s must be a duration such as 30d or 72h; a refresh token's lifetime is not always known" % name)
-    return parse_duration(value, name)
+    return validators.duration(value, name)
 
 
 # ---------------------------------------------------------------- expiry

@@ -27,6 +27,8 @@ try:
 except ImportError:  # pragma: no cover
     from urlparse import urlsplit, urlunsplit  # type: ignore
 
+from ansible_collections.tokenops.rotation.plugins.module_utils.validators import shown
+
 try:
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
@@ -112,8 +114,8 @@ def public_jwk(private_key, key_id):
 
 
 def validate_key_id(key_id):
-    if not key_id or not KEY_ID_RE.match(key_id):
-        raise ValueError("key_id %r must be printable ASCII without quotes or backslashes (it is the JWK kid)" % (key_id,))
+    if not isinstance(key_id, str) or not KEY_ID_RE.match(key_id):
+        raise ValueError("key_id %s must be printable ASCII without quotes or backslashes (it is the JWK kid)" % shown(key_id))
 
 
 def content_digest(body):

@@ -41,9 +41,11 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     STORE_ARG_SPEC,
     StoreConfigError,
     StoreError,
+    check_path,
     path_for,
     store_from_params,
 )
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 
 try:
     from urllib.parse import urlsplit
@@ -85,6 +87,61 @@ class InputError(Exception):
     """Bad input found by a product's own checks; reported before any request."""
 
 
+class CheckedModule(AnsibleModule):
+    """AnsibleModule whose failure messages name the option and show long values cut short.
+
+    Ansible's own argument checks echo a bad value whole ("... got: <10,000 characters>"), and
+    name no option when an item of a list of dictionaries is not one.
+    """
+
+    _checking_arguments = False
+    _given = None
+
+    def __init__(self, argument_spec, **kwargs):
+        self._checking_arguments = True
+        try:
+            super(CheckedModule, self).__init__(argument_spec=argument_spec, **kwargs)
+        except (TypeError, ValueError, AttributeError):
+            # Ansible's own checks crash on some shapes (a dictionary option given as a number)
+            error = validators.shape_error(argument_spec, self._given)
+            if error is None:
+                raise
+            self.fail_json(msg=error)
+        self._checking_arguments = False
+
+    def _load_params(self):
+        super(CheckedModule, self)._load_params()
+        # The options as given: Ansible's checks replace a value they cannot convert.
+        self._given = copy.deepcopy(self.params)
+
+    def fail_json(self, msg, **kwargs):
+        if self._checking_arguments:
+            msg = validators.shape_error(self.argument_spec, self._given) or msg
+        msg = validators.cut_long_values(msg, [self._given, getattr(self, "params", None)], getattr(self, "no_log_values", ()))
+        return super(CheckedModule, self).fail_json(msg=msg, **kwargs)
+
+
+def check_shared_options(params, url_hint=None):
+    """The connection, run and policy options every module shares (those it has); ValueError names the option.
+
+    Returns the due policy (None without policy options); normalises url, ca_path and timeout.
+    """
+    params["url"] = validators.url(params.get("url"), "url", what=url_hint or validators.URL_WHAT)
+    params["ca_path"] = validators.readable_file(params.get("ca_path"), "ca_path")
+    params["timeout"] = validators.timeout(params.get("timeout"), "timeout")
+    validators.count(params.get("retries"), "retries", maximum=100)
+    if "concurrency" in params:
+        validators.count(params["concurrency"], "concurrency", minimum=1, maximum=256)
+        # 0 would make every other run's intent look abandoned
+        validators.positive_duration(params.get("lock_timeout"), "lock_timeout")
+        validators.positive_duration(params.get("lease"), "lease")
+    if "rotate_before" in params:
+        validators.rotate_before(params.get("rotate_before"), "rotate_before")
+        validators.duration(params.get("max_age"), "max_age", required=False)
+        return Policy.from_params(params)
+    return None
+
+
 class TokenModule:
     """A product module's run: options in, one client and one store, the flow per token."""
 
@@ -92,6 +149,7 @@ class TokenModule:
     product_name = None     # "Styra DAS"
     url_env = None
     guarded = False         # the product runs on the driver: its changes pass the change guard (while products move over)
+    url_hint = None         # what `url` must be, for messages: "the DPA server as http(s)://host:port"
 
     def __init__(self, argument_spec, run_options=True, policy_options=True, **kwargs):
         # policy_options=False: a product that cannot rotate (DPA) has no rotate_before/max_age and no self.policy.
@@ -104,7 +162,7 @@ class TokenModule:
             spec.update(RUN_SPEC)
         spec.update(argument_spec)
         kwargs.setdefault("supports_check_mode", True)
-        self.module = AnsibleModule(argument_spec=spec, **kwargs)
+        self.module = CheckedModule(argument_spec=spec, **kwargs)
         self.params = self.module.params
         # The no_log options' values; the secrets this run sees are added to no_log_values later.
         self._option_no_log = frozenset(self.module.no_log_values)
@@ -121,7 +179,7 @@ class TokenModule:
         self.guard = ChangeGuard()
         self.driver = None
         try:
-            self.policy = Policy.from_params(self.params) if policy_options else None
+            self.policy = check_shared_options(self.params, self.url_hint)
             self.params.setdefault("concurrency", RUN_SPEC["concurrency"]["default"])
             self.params.setdefault("return_secret", False)
             self.lock_timeout = parse_duration(self.params.get("lock_timeout") or "5m", "lock_timeout")
@@ -131,10 +189,14 @@ class TokenModule:
             if self.params["return_secret"] and not self.module.no_log:
                 raise InputError("return_secret: true puts the secret in the task result; set no_log: true on the task "
                                  "so that Ansible hides the result, or read the secret with the tokenops.rotation.token lookup")
+            self.store = store_from_params(self.params["store"])   # checks the settings; reads and sends nothing
+            # The store settings that shape entry paths (prefix, host), before anything is read or sent.
+            self.store_path("-")
             self.validate()
-            self.store = store_from_params(self.params["store"])
         except (ValueError, InputError, StoreConfigError) as exc:
             self.fail(str(exc))
+        except Exception as exc:  # a bug in a check: reported as one, never as a traceback on the console
+            self.unexpected(exc)
         self.client = None
 
     # -- hooks for products
@@ -185,9 +247,19 @@ class TokenModule:
         parts = urlsplit(self.params["url"])
         return parts.netloc or parts.path
 
+    def check_ids(self, check_id=validators.text):
+        """The `ids` of an info module: each one the product takes (check_id(id, name)), with a valid store path."""
+        for index, token_id in enumerate(self.params.get("ids") or []):
+            name = "ids[%d]" % index
+            check_id(token_id, name)
+            try:
+                self.store_path(token_id)
+            except StoreError as exc:
+                raise InputError("%s: %s" % (name, exc))
+
     def store_path(self, token_id, explicit=None):
-        if explicit:
-            return explicit.strip("/")
+        if explicit not in (None, ""):   # "" (an unset role variable) means the default path
+            return check_path(explicit, "store_path")
         return path_for(self.params["store"], self.product, self.host, token_id)
 
     def stored(self, path):
@@ -237,6 +309,11 @@ class TokenModule:
             out.setdefault("invocation", {"module_args": mask.value(self.params)})
             self.module.no_log_values = set(self._option_no_log)
         finish(**out)
+
+    def unexpected(self, exc):
+        """Report a bug: "unexpected error" and the exception, the traceback kept for -vvv; never a secret."""
+        self.fail("%s: unexpected error: %s: %s" % (self.product_name, exc.__class__.__name__, validators.cut(str(exc), 300)),
+                  exception=self.redactor.scrub(traceback.format_exc()))
 
     def _guarded(self, spec):
         """run_token with every error mapped to a result; never raises."""
@@ -315,6 +392,18 @@ class TokenModule:
                 store.close()
             except Exception:  # a cache that could not be kept costs the next run time, never a result
                 pass
+
+
+def run_module(module_class):
+    """main() of every module: build it and run it; a bug anywhere ends as "unexpected error", not a traceback."""
+    instance = module_class.__new__(module_class)   # exists for the report even when __init__ fails
+    try:
+        instance.__init__()
+        instance.run()
+    except Exception as exc:  # SystemExit (exit_json, fail_json) is no Exception and passes
+        if getattr(instance, "module", None) is None or getattr(instance, "redactor", None) is None:
+            raise   # raised while AnsibleModule was being built (ansible-test's introspection does that): not ours to report
+        instance.unexpected(exc)
 
 
 def with_diff(result, before, after, header):

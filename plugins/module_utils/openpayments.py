@@ -23,8 +23,10 @@ except ImportError:  # pragma: no cover
     from urlparse import urlsplit  # type: ignore
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 
 PRODUCT = "Open Payments"
+URL_HINT = "the authorization server's grant endpoint (the wallet address's authServer), an http or https URL"
 
 # openpayments.md 2.4 / auth-server.yaml access-*: actions per type.
 ACTIONS = {
@@ -36,13 +38,6 @@ MAX_ACCESS_ITEMS = 3
 RECEIVER_RE = re.compile(r"^(https|http)://(.+)/incoming-payments/(.+)$")
 INTERVAL_RE = re.compile(r"^R(-?\d+)?/[^/]+(/[^/]+)?$")
 UINT64_MAX = 2 ** 64 - 1
-
-
-def is_url(value):
-    if not isinstance(value, str):
-        return False
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 def validate_access(access, where="access"):
@@ -59,27 +54,26 @@ def validate_access(access, where="access"):
     for index, item in enumerate(access):
         at = "%s[%d]" % (where, index)
         if not isinstance(item, dict):
-            raise ValueError("%s must be a dictionary with type and actions" % at)
-        unknown = sorted(set(item) - {"type", "actions", "identifier", "limits"})
+            raise ValueError("%s must be a dictionary with type and actions, got %s (%s)" % (at, validators.kind_of(item), validators.shown(item)))
+        unknown = sorted(str(key) for key in set(item) - {"type", "actions", "identifier", "limits"})
         if unknown:
-            raise ValueError("%s has unknown key(s) %s; an access item takes type, actions, identifier and limits" % (at, ", ".join(unknown)))
+            raise ValueError("%s has unknown key(s) %s; an access item takes type, actions, identifier and limits"
+                             % (at, validators.cut(", ".join(unknown))))
         kind = item.get("type")
-        if kind not in ACTIONS:
-            raise ValueError("%s: type must be one of %s, not %r" % (at, ", ".join(sorted(ACTIONS)), kind))
+        if not isinstance(kind, str) or kind not in ACTIONS:
+            raise ValueError("%s: type must be one of %s, not %s" % (at, ", ".join(sorted(ACTIONS)), validators.shown(kind)))
         actions = item.get("actions")
         if not isinstance(actions, list) or not actions:
             raise ValueError("%s: actions must list what the client may do (for %s: %s)" % (at, kind, ", ".join(ACTIONS[kind])))
-        bad = [a for a in actions if a not in ACTIONS[kind]]
+        bad = [a for a in actions if not isinstance(a, str) or a not in ACTIONS[kind]]
         if bad:
-            raise ValueError("%s: %s is not an action of %s; use %s" % (at, ", ".join(map(str, bad)), kind, ", ".join(ACTIONS[kind])))
+            raise ValueError("%s: %s is not an action of %s; use %s" % (at, validators.cut(", ".join(map(str, bad))), kind, ", ".join(ACTIONS[kind])))
         if len(set(actions)) != len(actions):
             raise ValueError("%s: actions must not repeat" % at)
         out = {"type": kind, "actions": list(actions)}
         identifier = item.get("identifier")
         if identifier is not None:
-            if not is_url(identifier):
-                raise ValueError("%s: identifier must be a wallet address URL, not %r" % (at, identifier))
-            out["identifier"] = identifier
+            out["identifier"] = validators.url(identifier, "%s: identifier" % at, what="a wallet address URL")
         elif kind == "outgoing-payment":
             raise ValueError("%s: an outgoing-payment grant needs identifier, the wallet address it pays from" % at)
         limits = item.get("limits")
@@ -105,9 +99,10 @@ def _canonical(value):
 def _validate_limits(limits, at):
     if not isinstance(limits, dict):
         raise ValueError("%s: limits must be a dictionary" % at)
-    unknown = sorted(set(limits) - {"receiver", "interval", "debitAmount", "receiveAmount"})
+    unknown = sorted(str(key) for key in set(limits) - {"receiver", "interval", "debitAmount", "receiveAmount"})
     if unknown:
-        raise ValueError("%s: limits has unknown key(s) %s; it takes receiver, interval, debitAmount or receiveAmount" % (at, ", ".join(unknown)))
+        raise ValueError("%s: limits has unknown key(s) %s; it takes receiver, interval, debitAmount or receiveAmount"
+                         % (at, validators.cut(", ".join(unknown))))
     if "debitAmount" in limits and "receiveAmount" in limits:
         raise ValueError("%s: limits takes debitAmount or receiveAmount, not both" % at)
     out = {}

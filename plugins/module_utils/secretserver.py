@@ -12,12 +12,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-try:
-    from urllib.parse import urlsplit
-except ImportError:  # pragma: no cover
-    from urlparse import urlsplit  # type: ignore
-
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 
 PRODUCT = "Delinea Secret Server"
 TOKEN_PATH = "/oauth2/token"
@@ -40,12 +36,11 @@ class Grant:
         self.token_type = token_type
 
 
+URL_HINT = "an http or https URL such as https://host/SecretServer"
+
+
 def validate_url(url, what="url"):
-    parts = urlsplit(url or "")
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("%s must be an http or https URL such as https://host/SecretServer, got %r" % (what, url))
-    if parts.query or parts.fragment:
-        raise ValueError("%s must not carry a query or a fragment" % what)
+    return validators.url(url, what, what=URL_HINT)
 
 
 def error_parser(response):

@@ -16,6 +16,8 @@ import re
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
+
 
 class StoreError(Exception):
     """Base of every store error; the message never contains secret values."""
@@ -118,7 +120,8 @@ STORE_OPTIONS = dict(
     host=dict(type='str'),
     file_path=dict(type='path', default=DEFAULT_FILE_PATH, fallback=(env_fallback, ['TOKENOPS_STORE_FILE'])),
     create_folder=dict(type='bool', default=False),
-    vault_password_file=dict(type='path', fallback=(env_fallback, ['ANSIBLE_VAULT_PASSWORD_FILE'])),
+    # TOKENOPS_VAULT_PASSWORD_FILE first: AWX credential types may not inject ANSIBLE_* variables.
+    vault_password_file=dict(type='path', fallback=(env_fallback, ['TOKENOPS_VAULT_PASSWORD_FILE', 'ANSIBLE_VAULT_PASSWORD_FILE'])),
     vault_password=dict(type='str', no_log=True),
     url=dict(type='str', fallback=(env_fallback, ['VAULT_ADDR'])),
     auth_method=dict(type='str', default='token', choices=['token', 'approle'], fallback=(env_fallback, ['VAULT_AUTH_METHOD'])),
@@ -157,6 +160,8 @@ def resolve_store_params(params=None):
     """
     from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
+    if params is not None and not isinstance(params, dict):
+        raise StoreConfigError('store must be a dictionary of store settings, got %s' % type(params).__name__)
     result = ArgumentSpecValidator({'store': STORE_ARG_SPEC}).validate({'store': dict(params or {})})
     if result.error_messages:
         # validation messages name options and types; no_log values are never echoed
@@ -171,14 +176,16 @@ def check_path(path, what='store path'):
     """Return path normalised (no leading/trailing '/'); StoreConfigError on '..', '.', empty segments or control characters."""
     if not isinstance(path, str):
         raise StoreConfigError('%s must be a string, got %s' % (what, type(path).__name__))
+    if _SEGMENT_BAD.search(path):   # a line break copied with it, before the blanks around it are stripped
+        raise StoreConfigError('%s %s has control characters' % (what, validators.shown(path)))
     stripped = path.strip().strip('/')
     if not stripped:
         raise StoreConfigError('%s is empty' % what)
     for segment in stripped.split('/'):
         if segment in ('', '.', '..'):
-            raise StoreConfigError("%s %r has an empty, '.' or '..' segment" % (what, path))
-        if segment != segment.strip() or _SEGMENT_BAD.search(segment):
-            raise StoreConfigError('%s %r has a segment with surrounding blanks or control characters' % (what, path))
+            raise StoreConfigError("%s %s has an empty, '.' or '..' segment" % (what, validators.shown(path)))
+        if segment != segment.strip():
+            raise StoreConfigError('%s %s has a segment with surrounding blanks' % (what, validators.shown(path)))
     return stripped
 
 
@@ -236,14 +243,14 @@ def path_for(params, product, host_default, token_id):
     return '/'.join(parts)
 
 
-def term_path(term, prefix, products):
+def term_path(term, prefix, products, what='entry path'):
     """The entry path a lookup term names.
 
     A term is an entry path as the modules report it in `store_path` (`tokenops/das/h_8443/app`),
     or `<product>/<host>/<token id>` below prefix. The host segment after a product may also be
     written as the API's `host:port` (`das/h:8443/app`): it is normalised as the modules do.
     """
-    path = check_path(term, 'entry path')
+    path = check_path(term, what)
     prefix = check_prefix(prefix)
     segments = path.split('/')
     if segments[0] in products:
@@ -257,7 +264,43 @@ def term_path(term, prefix, products):
         return path
     if len(segments) > at + 2:
         segments[at + 1] = normalize_host(segments[at + 1])
-    return check_path('/'.join(segments), 'entry path')
+    return check_path('/'.join(segments), what)
+
+
+def validate_store_params(params):
+    """Check the `store` settings with the shared validators; StoreConfigError names the option.
+
+    Nothing is read, written or sent: a file is only looked at (does it exist, can it be read).
+    Returns params (defaults filled in) with the vault URL stripped of surrounding blanks.
+    """
+    params = store_params(params)
+    backend = params.get('backend')
+    try:
+        if backend not in ('file', 'vault'):
+            raise ValueError('store.backend must be one of file, vault; got %s' % validators.shown(backend))
+        prefix = params.get('prefix')
+        if isinstance(prefix, str) and prefix and not prefix.strip():
+            raise ValueError("store.prefix is blank; give a path such as tokenops, or '' for the root of the mount")
+        check_prefix(prefix, 'store.prefix')
+        validators.text(params.get('host'), 'store.host', required=False)
+        validators.timeout(params.get('timeout'), 'store.timeout')
+        validators.boolean(params.get('validate_certs'), 'store.validate_certs')
+        if backend == 'file':
+            validators.text(params.get('file_path'), 'store.file_path (or TOKENOPS_STORE_FILE)')
+            validators.text(params.get('vault_password'), 'store.vault_password', required=False, blank=True, secret=True)
+            if not params.get('vault_password'):
+                validators.readable_file(params.get('vault_password_file'), 'store.vault_password_file (or TOKENOPS_VAULT_PASSWORD_FILE, ANSIBLE_VAULT_PASSWORD_FILE)')
+        else:
+            params['url'] = validators.url(params.get('url'), 'store.url (or VAULT_ADDR)',
+                                           what='the Vault or OpenBao server, an http or https URL such as https://vault.example.com:8200')
+            for name in ('token', 'secret_id'):
+                validators.text(params.get(name), 'store.%s' % name, required=False, blank=True, secret=True)
+            for name in ('role_id', 'auth_method'):
+                validators.text(params.get(name), 'store.%s' % name, required=False, blank=True)
+            validators.readable_file(params.get('ca_cert'), 'store.ca_cert (or VAULT_CACERT)')
+    except ValueError as exc:
+        raise StoreConfigError(str(exc))
+    return params
 
 
 def store_from_params(params, request_log=None):
@@ -267,7 +310,7 @@ def store_from_params(params, request_log=None):
     request_log, when given, is called with (method, path) for every request (vault) or
     operation (file), so tests can count store traffic.
     """
-    params = store_params(params)
+    params = validate_store_params(params)
     backend = params.get('backend')
     if backend == 'vault':
         from ansible_collections.tokenops.rotation.plugins.module_utils.store_vault import VaultStore

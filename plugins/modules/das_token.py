@@ -361,6 +361,8 @@ import re
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreConfigError
+
 from ansible_collections.tokenops.rotation.plugins.module_utils.das import (
     DasClient,
     system_of,
@@ -372,8 +374,10 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.module import (
     InputError,
     TokenModule,
     merged,
+    run_module,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import parse_duration, parse_time
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 
 TOKEN_KEYS = ("id", "description", "allow_path_patterns", "allow_all_paths", "ttl", "role_bindings",
               "strategy", "overlap_id", "grace_period", "store_path")
@@ -415,6 +419,7 @@ ARGUMENT_SPEC = dict(
 
 TOKEN_ITEM_TYPES = dict(id=str, description=str, allow_path_patterns=list, allow_all_paths=bool, ttl=str,
                         role_bindings=list, strategy=str, overlap_id=str, grace_period=str, store_path=str)
+ITEM_KIND_NAMES = {str: "a string", list: "a list", bool: "true or false"}
 
 
 class DasTokenModule(TokenModule):
@@ -438,6 +443,8 @@ class DasTokenModule(TokenModule):
 
     def validate(self):
         p = self.params
+        if p["api_token"] is not None:
+            validators.text(p["api_token"], "api_token", secret=True)
         items = p["tokens"] if p["tokens"] is not None else [{"id": p["id"]}]
         if not items:
             raise InputError("tokens must list at least one token")
@@ -448,13 +455,17 @@ class DasTokenModule(TokenModule):
             if isinstance(item, str):
                 item = {"id": item}
             if not isinstance(item, dict):
-                raise InputError("%s must be a dictionary with at least an id" % where)
-            unknown = sorted(set(item) - set(TOKEN_KEYS))
+                raise InputError("%s must be a dictionary with at least an id, or a token id; got %s (%s)"
+                                 % (where, validators.kind_of(item), validators.shown(item)))
+            unknown = sorted(str(key) for key in set(item) - set(TOKEN_KEYS))
             if unknown:
-                raise InputError("%s has unknown option(s) %s; each item takes %s" % (where, ", ".join(unknown), ", ".join(TOKEN_KEYS)))
+                raise InputError("%s has unknown option(s) %s; each item takes %s"
+                                 % (where, validators.cut(", ".join(unknown)), ", ".join(TOKEN_KEYS)))
             for key, kind in TOKEN_ITEM_TYPES.items():
-                if item.get(key) is not None and not isinstance(item[key], kind):
-                    raise InputError("%s: %s must be a %s" % (where, key, kind.__name__))
+                value = item.get(key)
+                if value is not None and not isinstance(value, kind):
+                    raise InputError("%s: %s must be %s, got %s (%s)"
+                                     % (where, key, ITEM_KIND_NAMES[kind], validators.kind_of(value), validators.shown(value)))
             spec = merged(p, item, TOKEN_KEYS)
             spec["id"] = item.get("id") if p["tokens"] is not None else p["id"]
             self._check_spec(spec, where)
@@ -463,6 +474,7 @@ class DasTokenModule(TokenModule):
             seen.add(spec["id"])
             specs.append(spec)
         self._check_refresher()
+        self._check_verify()
         if p["state"] != "absent" and not p["api_token"]:
             for spec in specs:
                 if spec["role_bindings"] is not None:
@@ -476,37 +488,38 @@ class DasTokenModule(TokenModule):
 
     def _check_spec(self, spec, where):
         try:
-            validate_token_id(spec["id"])
-        except ValueError as exc:
+            validate_token_id(spec["id"], "id")
+            if spec["overlap_id"] is None:
+                spec["overlap_id"] = spec["id"] + "-b"
+            validate_token_id(spec["overlap_id"], "overlap_id")
+            validate_ttl(spec["ttl"], "ttl")
+            spec["grace_seconds"] = validators.duration(spec["grace_period"], "grace_period")
+            self.store_path(spec["id"], spec["store_path"])
+        except (ValueError, StoreConfigError) as exc:
             raise InputError("%s: %s" % (where, exc))
-        if spec["overlap_id"] is None:
-            spec["overlap_id"] = spec["id"] + "-b"
-        validate_token_id(spec["overlap_id"])
         if spec["overlap_id"] == spec["id"]:
             raise InputError("%s: overlap_id must differ from id" % where)
         if system_of(spec["overlap_id"]) != system_of(spec["id"]):
             raise InputError("%s: overlap_id %s must be in the same namespace as %s" % (where, spec["overlap_id"], spec["id"]))
-        validate_ttl(spec["ttl"])
-        spec["grace_seconds"] = parse_duration(spec["grace_period"], "grace_period")
         if spec["strategy"] not in ("regenerate", "overlap"):
-            raise InputError("%s: strategy must be regenerate or overlap" % where)
+            raise InputError("%s: strategy must be regenerate or overlap, got %s" % (where, validators.shown(spec["strategy"])))
+        what = "%s (%s)" % (where, spec["id"]) if where != "the token" else "token %s" % spec["id"]
         if self.params["state"] != "absent":
-            spec["allow_path_patterns"] = check_patterns(spec["allow_path_patterns"], spec["allow_all_paths"], "token %s" % spec["id"])
-        for binding in spec["role_bindings"] or []:
-            missing = [k for k in ("role_id", "resource_kind", "resource_id") if not binding.get(k)]
-            if missing:
-                raise InputError("token %s: a role binding needs %s" % (spec["id"], ", ".join(missing)))
-            if not isinstance(binding["resource_id"], str):
-                raise InputError("token %s: role binding resource_id must be a string" % spec["id"])
+            spec["allow_path_patterns"] = check_patterns(spec["allow_path_patterns"], spec["allow_all_paths"], what)
+        check_bindings(spec["role_bindings"], "%s: role_bindings" % what)
 
     def _check_refresher(self):
         ref = self.params["refresher"]
         if not ref:
             return
         try:
-            validate_token_id(ref["id"])
-        except ValueError as exc:
-            raise InputError("refresher: %s" % exc)
+            validate_token_id(ref["id"], "refresher.id")
+            self.store_path(ref["id"], ref["store_path"])
+            if ref["initial_secret"] is not None:
+                validators.text(ref["initial_secret"], "refresher.initial_secret", secret=True)
+            validate_ttl(ref["ttl"], "refresher.ttl")
+        except (ValueError, StoreConfigError) as exc:
+            raise InputError(str(exc))
         if ref["initial_secret"]:
             self.secret(ref["initial_secret"])
         if ref["expires_at"]:
@@ -518,8 +531,15 @@ class DasTokenModule(TokenModule):
         if ref["self_rotate"]:
             if not ref["ttl"]:
                 raise InputError("refresher.self_rotate needs refresher.ttl: the refresher must renew itself before its TTL runs out")
-            validate_ttl(ref["ttl"])
             ref["allow_path_patterns"] = check_patterns(ref["allow_path_patterns"], ref["allow_all_paths"], "refresher %s" % ref["id"])
+
+    def _check_verify(self):
+        path = self.params["verify"]["path"]
+        validators.text(path, "verify.path")
+        # A full URL here would send the new secret to another server.
+        if not path.startswith("/") or "://" in path or path.startswith("//"):
+            raise InputError("verify.path must be a path on the DAS server starting with '/', such as /v1/tokens/{id}; got %s"
+                             % validators.shown(path))
 
     # -- the run
 
@@ -552,18 +572,46 @@ def check_patterns(patterns, allow_all, what):
     if not patterns:
         raise InputError("%s: allow_path_patterns is empty or missing, and DAS then allows every path; "
                          "list the paths the token may call, or set allow_all_paths: true to mean it" % what)
-    for pattern in patterns:
-        if not pattern or not isinstance(pattern, str):
+    if not isinstance(patterns, list):
+        raise InputError("%s: allow_path_patterns must be a list of regular expressions, got %s (%s)"
+                         % (what, validators.kind_of(patterns), validators.shown(patterns)))
+    for index, pattern in enumerate(patterns):
+        if not isinstance(pattern, str):
+            raise InputError("%s: allow_path_patterns[%d] must be a regular expression (a string), got %s (%s)"
+                             % (what, index, validators.kind_of(pattern), validators.shown(pattern)))
+        if not pattern:
             raise InputError("%s: allow_path_patterns must not contain an empty pattern" % what)
         try:
             re.compile(pattern)
-        except re.error as exc:
-            raise InputError("%s: allow_path_patterns: %r is not a regular expression (%s)" % (what, pattern, exc))
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise InputError("%s: allow_path_patterns: %s is not a regular expression (%s)"
+                             % (what, validators.shown(pattern), validators.cut(str(exc))))
     return list(patterns)
 
 
+def check_bindings(bindings, what):
+    """Role bindings: a list of dictionaries of role_id, resource_kind and resource_id, each a non-empty string."""
+    try:
+        validators.items(bindings, what, dict, "a dictionary with role_id, resource_kind and resource_id")
+    except ValueError as exc:
+        raise InputError(str(exc))
+    for index, binding in enumerate(bindings or []):
+        unknown = sorted(str(key) for key in set(binding) - set(BINDING_SPEC))
+        if unknown:
+            raise InputError("%s[%d] has unknown key(s) %s; a role binding takes role_id, resource_kind and resource_id"
+                             % (what, index, validators.cut(", ".join(unknown))))
+        missing = [k for k in BINDING_SPEC if binding.get(k) in (None, "")]
+        if missing:
+            raise InputError("%s[%d]: a role binding needs %s" % (what, index, ", ".join(missing)))
+        for key in BINDING_SPEC:
+            try:
+                validators.text(binding[key], "%s[%d].%s" % (what, index, key))
+            except ValueError as exc:
+                raise InputError(str(exc))
+
+
 def main():
-    DasTokenModule().run()
+    run_module(DasTokenModule)
 
 
 if __name__ == "__main__":

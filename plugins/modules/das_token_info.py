@@ -180,7 +180,8 @@ from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.das import DasClient, validate_token_id
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
-from ansible_collections.tokenops.rotation.plugins.module_utils.module import InputError, TokenModule
+from ansible_collections.tokenops.rotation.plugins.module_utils.module import InputError, TokenModule, run_module
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import (
     iso,
     parse_duration,
@@ -219,22 +220,21 @@ class DasTokenInfoModule(TokenModule):
 
     def validate(self):
         p = self.params
+        if p["api_token"] is not None:
+            validators.text(p["api_token"], "api_token", secret=True)
         if p["query"] is not None:
             if not HAS_JMESPATH:
                 self.module.fail_json(msg=missing_required_lib("jmespath"), exception=JMESPATH_IMPORT_ERROR)
+            validators.text(p["query"], "query")
             try:
                 self.expression = jmespath.compile(p["query"])
-            except jmespath.exceptions.JMESPathError as exc:
-                raise InputError("query is not a JMESPath expression: %s" % exc)
-        for token_id in p["ids"] or []:
-            try:
-                validate_token_id(token_id)
-            except ValueError as exc:
-                raise InputError("ids: %s" % exc)
+            except (jmespath.exceptions.JMESPathError, RecursionError) as exc:
+                raise InputError("query is not a JMESPath expression: %s" % validators.cut(str(exc), 200))
+        self.check_ids(validate_token_id)
         if p["audit"] and not p["api_token"]:
             raise InputError("audit lists every token of the tenant (GET /v1/tokens) and needs api_token "
                              "(or STYRA_DAS_TOKEN) with the right to list tokens")
-        self.max_lifetime = parse_duration(p["audit_max_lifetime"], "audit_max_lifetime")
+        self.max_lifetime = validators.duration(p["audit_max_lifetime"], "audit_max_lifetime")
 
     def run(self):
         p = self.params
@@ -295,7 +295,7 @@ MATCH_EVERYTHING = frozenset((".*", "^.*", "^.*$", ".*$", "/.*", "^/.*", "^/.*$"
 
 
 def main():
-    DasTokenInfoModule().run()
+    run_module(DasTokenInfoModule)
 
 
 if __name__ == "__main__":

@@ -336,6 +336,7 @@ msg:
 """
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.dpa import (
+    URL_HINT,
     DpaClient,
     api_url,
     read_claims,
@@ -347,8 +348,11 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.module import (
     InputError,
     TokenModule,
     merged,
+    run_module,
 )
-from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import parse_duration, utcnow
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import utcnow
+from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreConfigError
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 
 ITEM_KEYS = ("id", "store_path", "warn_before", "fail_before")
 
@@ -376,6 +380,7 @@ class DpaRefreshTokenModule(TokenModule):
     product_name = "SolarWinds DPA"
     url_env = "DPA_URL"
     guarded = True
+    url_hint = URL_HINT
 
     def __init__(self):
         super(DpaRefreshTokenModule, self).__init__(
@@ -400,7 +405,7 @@ class DpaRefreshTokenModule(TokenModule):
         if p["return_access_token"] and not self.module.no_log:
             raise InputError("return_access_token: true puts an access token in the task result; set no_log: true on the task, "
                              "or use the tokenops.rotation.dpa_access_token lookup")
-        self.renew_before = parse_duration(p["access_token_renew_before"], "access_token_renew_before")
+        self.renew_before = validators.duration(p["access_token_renew_before"], "access_token_renew_before")
         items = p["tokens"] if p["tokens"] is not None else [{"id": p["id"], "refresh_token": p["refresh_token"]}]
         if not items:
             raise InputError("tokens must list at least one token")
@@ -414,7 +419,8 @@ class DpaRefreshTokenModule(TokenModule):
                 validate_token_id(spec["id"], "tokens[%d]: id" % index if p["tokens"] is not None else "id")
                 spec["warn_seconds"] = threshold_seconds(spec["warn_before"], "warn_before")
                 spec["fail_seconds"] = threshold_seconds(spec["fail_before"], "fail_before")
-            except ValueError as exc:
+                self.store_path(spec["id"], spec["store_path"])
+            except (ValueError, StoreConfigError) as exc:
                 raise InputError(str(exc))
             spec["refresh_token"], spec["claims"] = self._given_token(item.get("refresh_token"), where, now)
             if p["state"] == "rotated" and not spec["refresh_token"]:
@@ -448,7 +454,7 @@ class DpaRefreshTokenModule(TokenModule):
 
 
 def main():
-    DpaRefreshTokenModule().run()
+    run_module(DpaRefreshTokenModule)
 
 
 if __name__ == "__main__":

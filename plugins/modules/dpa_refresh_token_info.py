@@ -136,6 +136,7 @@ tokens:
 """
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.dpa import (
+    URL_HINT,
     AccessTokens,
     DpaClient,
     Expiry,
@@ -146,7 +147,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.dpa import (
     validate_token_id,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
-from ansible_collections.tokenops.rotation.plugins.module_utils.module import InputError, TokenModule
+from ansible_collections.tokenops.rotation.plugins.module_utils.module import InputError, TokenModule, run_module
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import iso, utcnow
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError
 
@@ -155,6 +156,7 @@ class DpaRefreshTokenInfoModule(TokenModule):
     product = "dpa"
     product_name = "SolarWinds DPA"
     url_env = "DPA_URL"
+    url_hint = URL_HINT
 
     def __init__(self):
         super(DpaRefreshTokenInfoModule, self).__init__(
@@ -174,10 +176,9 @@ class DpaRefreshTokenInfoModule(TokenModule):
         try:
             self.warn_seconds = threshold_seconds(p["warn_before"], "warn_before")
             self.fail_seconds = threshold_seconds(p["fail_before"], "fail_before")
-            for token_id in p["ids"] or []:
-                validate_token_id(token_id, "ids:")
         except ValueError as exc:
             raise InputError(str(exc))
+        self.check_ids(validate_token_id)
 
     def run(self):
         p = self.params
@@ -231,7 +232,7 @@ class DpaRefreshTokenInfoModule(TokenModule):
 
 
 def main():
-    DpaRefreshTokenInfoModule().run()
+    run_module(DpaRefreshTokenInfoModule)
 
 
 if __name__ == "__main__":

@@ -310,15 +310,16 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.http_signatures 
     load_private_key,
     validate_key_id,
 )
-from ansible_collections.tokenops.rotation.plugins.module_utils.module import InputError, TokenModule, merged
+from ansible_collections.tokenops.rotation.plugins.module_utils.module import InputError, TokenModule, merged, run_module
 from ansible_collections.tokenops.rotation.plugins.module_utils.openpayments import (
+    URL_HINT,
     OpenPaymentsClient,
     needs_interaction,
     validate_access,
-    is_url,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.openpayments_rotation import OpenPaymentsRotation
-from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import parse_duration
+from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreConfigError
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 
 TOKEN_KEYS = ("id", "access", "interaction", "finish_uri", "interact_ref", "interact_hash", "verify_url", "store_path")
 TOKEN_ITEM_TYPES = dict(id=str, access=list, interaction=str, finish_uri=str, interact_ref=str, interact_hash=str,
@@ -355,6 +356,7 @@ class OpenPaymentsTokenModule(TokenModule):
     product = "openpayments"
     product_name = "Open Payments"
     url_env = "OPEN_PAYMENTS_AUTH_SERVER"
+    url_hint = URL_HINT
 
     def __init__(self):
         super(OpenPaymentsTokenModule, self).__init__(
@@ -371,16 +373,15 @@ class OpenPaymentsTokenModule(TokenModule):
 
     def validate(self):
         p = self.params
-        if not is_url(p["url"]):
-            raise InputError("url must be the authorization server's grant endpoint (the wallet address's authServer), "
-                             "an http or https URL")
         for name in ("client_wallet_address", "key_id"):
             if not p[name]:
                 raise InputError("%s is required (or the environment variable %s)" % (
                     name, "OPEN_PAYMENTS_WALLET_ADDRESS" if name == "client_wallet_address" else "OPEN_PAYMENTS_KEY_ID"))
-        if not is_url(p["client_wallet_address"]):
-            raise InputError("client_wallet_address must be the client's wallet address URL")
+        p["client_wallet_address"] = validators.url(p["client_wallet_address"], "client_wallet_address",
+                                                    what="the client's wallet address URL, such as https://wallet.example/alice")
         validate_key_id(p["key_id"])
+        if p["private_key_path"]:
+            p["private_key_path"] = validators.readable_file(p["private_key_path"], "private_key_path")
         if not p["private_key"] and not p["private_key_path"]:
             raise InputError("one of private_key or private_key_path is required (or OPEN_PAYMENTS_PRIVATE_KEY / "
                              "OPEN_PAYMENTS_PRIVATE_KEY_PATH): every request to the authorization server is signed")
@@ -389,7 +390,7 @@ class OpenPaymentsTokenModule(TokenModule):
         if p["private_key"]:
             self.secret(p["private_key"])
         self.private_key = load_private_key(p["private_key"], p["private_key_path"])
-        self.poll_seconds = parse_duration(p["poll_timeout"], "poll_timeout")
+        self.poll_seconds = validators.duration(p["poll_timeout"], "poll_timeout")
         if p["scope"] == "grant" and p["state"] != "absent":
             raise InputError("scope grant is for state absent (cancel the grant); present and rotated manage its token")
         items = p["tokens"] if p["tokens"] is not None else [{"id": p["id"]}]
@@ -398,20 +399,27 @@ class OpenPaymentsTokenModule(TokenModule):
         specs, seen = [], set()
         for index, item in enumerate(items):
             where = "tokens[%d]" % index if p["tokens"] is not None else "the grant"
-            unknown = sorted(set(item) - set(TOKEN_KEYS))
+            unknown = sorted(str(key) for key in set(item) - set(TOKEN_KEYS))
             if unknown:
-                raise InputError("%s has unknown option(s) %s; each item takes %s" % (where, ", ".join(unknown), ", ".join(TOKEN_KEYS)))
+                raise InputError("%s has unknown option(s) %s; each item takes %s" % (where, validators.cut(", ".join(unknown)), ", ".join(TOKEN_KEYS)))
             for key, kind in TOKEN_ITEM_TYPES.items():
-                if item.get(key) is not None and not isinstance(item[key], kind):
-                    raise InputError("%s: %s must be a %s" % (where, key, kind.__name__))
+                value = item.get(key)
+                if value is not None and not isinstance(value, kind):
+                    raise InputError("%s: %s must be a %s, got %s (%s)"
+                                     % (where, key, kind.__name__, validators.kind_of(value), validators.shown(value)))
             spec = merged(p, item, TOKEN_KEYS)
             spec["id"] = item.get("id") if p["tokens"] is not None else p["id"]
             if not spec["id"]:
                 raise InputError("%s needs an id" % where)
+            try:
+                validators.text(spec["id"], "%s: id" % where)
+                self.store_path(spec["id"], spec["store_path"])
+            except (ValueError, StoreConfigError) as exc:
+                raise InputError(str(exc))
             if spec["id"] in seen:
                 raise InputError("grant %s is listed twice" % spec["id"])
             seen.add(spec["id"])
-            self._check_spec(spec, "grant %s" % spec["id"])
+            self._check_spec(spec, "%s (grant %s)" % (where, spec["id"]) if p["tokens"] is not None else "grant %s" % spec["id"])
             specs.append(spec)
         self._specs = specs
 
@@ -426,8 +434,12 @@ class OpenPaymentsTokenModule(TokenModule):
                 raise InputError("%s: an outgoing-payment grant always needs the resource owner's consent; interaction none "
                                  "cannot be used with it" % where)
         for key in ("finish_uri", "verify_url"):
-            if spec[key] is not None and not is_url(spec[key]):
-                raise InputError("%s: %s must be an http or https URL" % (where, key))
+            if spec[key] is not None:
+                # both may carry a query: a redirect URI's own parameters, a resource's filter
+                spec[key] = validators.url(spec[key], "%s: %s" % (where, key), query=True)
+        for key in ("interact_ref", "interact_hash"):
+            if spec[key] is not None:
+                validators.text(spec[key], "%s: %s" % (where, key))
         if spec["interact_hash"] and not spec["interact_ref"]:
             raise InputError("%s: interact_hash comes with interact_ref, both from the finish redirect" % where)
 
@@ -444,7 +456,7 @@ class OpenPaymentsTokenModule(TokenModule):
 
 
 def main():
-    OpenPaymentsTokenModule().run()
+    run_module(OpenPaymentsTokenModule)
 
 
 if __name__ == "__main__":

@@ -118,8 +118,8 @@ grants:
       type: int
 """
 
-from ansible_collections.tokenops.rotation.plugins.module_utils.module import InputError, TokenModule
-from ansible_collections.tokenops.rotation.plugins.module_utils.openpayments import is_url
+from ansible_collections.tokenops.rotation.plugins.module_utils.module import TokenModule, run_module
+from ansible_collections.tokenops.rotation.plugins.module_utils.openpayments import URL_HINT
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import parse_time, utcnow
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError
 
@@ -128,16 +128,13 @@ class OpenPaymentsTokenInfoModule(TokenModule):
     product = "openpayments"
     product_name = "Open Payments"
     url_env = "OPEN_PAYMENTS_AUTH_SERVER"
+    url_hint = URL_HINT
 
     def __init__(self):
         super(OpenPaymentsTokenInfoModule, self).__init__(dict(ids=dict(type="list", elements="str")), run_options=False)
 
     def validate(self):
-        if not is_url(self.params["url"]):
-            raise InputError("url must be the authorization server's grant endpoint, an http or https URL")
-        for grant_id in self.params["ids"] or []:
-            if not grant_id or not isinstance(grant_id, str):
-                raise InputError("ids must be grant names")
+        self.check_ids()
 
     def run(self):
         try:
@@ -177,7 +174,7 @@ class OpenPaymentsTokenInfoModule(TokenModule):
 
 
 def main():
-    OpenPaymentsTokenInfoModule().run()
+    run_module(OpenPaymentsTokenInfoModule)
 
 
 if __name__ == "__main__":

@@ -319,13 +319,15 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.module import (
     InputError,
     TokenModule,
     merged,
+    run_module,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.secretserver import (
     PRODUCT,
+    URL_HINT,
     SecretServerClient,
     error_parser,
-    validate_url,
 )
+from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 from ansible_collections.tokenops.rotation.plugins.module_utils.secretserver_rotation import (
     PRODUCT_KEY,
     SecretServerSteps,
@@ -362,6 +364,7 @@ class SecretServerTokenModule(TokenModule):
     product_name = PRODUCT
     url_env = "TSS_BASE_URL"
     guarded = True
+    url_hint = URL_HINT
 
     def __init__(self):
         super(SecretServerTokenModule, self).__init__(ARGUMENT_SPEC, mutually_exclusive=[("id", "tokens")])
@@ -374,10 +377,6 @@ class SecretServerTokenModule(TokenModule):
 
     def validate(self):
         p = self.params
-        try:
-            validate_url(p["url"])
-        except ValueError as exc:
-            raise InputError(str(exc))
         if p["max_refreshes"] < 0:
             raise InputError("max_refreshes must be 0 or more (the server's Maximum Token Refreshes Allowed)")
         if p["platform"] and p["vault_name"] is not None and not p["vault_name"].strip():
@@ -405,8 +404,19 @@ class SecretServerTokenModule(TokenModule):
 
     def _check_spec(self, spec, where):
         p = self.params
+        # "" is an unset variable (a missing value); blanks are a mistake that must not reach the server
+        for key in ("username", "domain"):
+            if spec[key] not in (None, ""):
+                try:
+                    validators.username(spec[key], "%s: %s" % (where, key))
+                except ValueError as exc:
+                    raise InputError(str(exc))
+        for key in ("password", "otp"):
+            if spec[key] is not None:
+                validators.text(spec[key], "%s: %s" % (where, key), blank=True, secret=True)
         if not spec["id"]:
             raise InputError("%s needs an id or a username" % where)
+        validators.text(spec["id"], "%s: id" % where)
         spec["path"] = self.store_path(spec["id"], spec["store_path"])
         for key in ("password", "otp"):
             self.secret(spec[key])
@@ -432,7 +442,7 @@ class SecretServerTokenModule(TokenModule):
 
 
 def main():
-    SecretServerTokenModule().run()
+    run_module(SecretServerTokenModule)
 
 
 if __name__ == "__main__":

@@ -128,16 +128,16 @@ tokens:
 """
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
-from ansible_collections.tokenops.rotation.plugins.module_utils.module import InputError, TokenModule
+from ansible_collections.tokenops.rotation.plugins.module_utils.module import TokenModule, run_module
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import (
     parse_time,
     utcnow,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.secretserver import (
     PRODUCT,
+    URL_HINT,
     SecretServerClient,
     error_parser,
-    validate_url,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.secretserver_rotation import PRODUCT_KEY
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError
@@ -147,6 +147,7 @@ class SecretServerTokenInfoModule(TokenModule):
     product = PRODUCT_KEY
     product_name = PRODUCT
     url_env = "TSS_BASE_URL"
+    url_hint = URL_HINT
 
     def __init__(self):
         super(SecretServerTokenInfoModule, self).__init__(
@@ -155,12 +156,7 @@ class SecretServerTokenInfoModule(TokenModule):
         )
 
     def validate(self):
-        try:
-            validate_url(self.params["url"])
-        except ValueError as exc:
-            raise InputError(str(exc))
-        for token_id in self.params["ids"] or []:
-            self.store_path(token_id)
+        self.check_ids()
 
     def run(self):
         p = self.params
@@ -213,7 +209,7 @@ class SecretServerTokenInfoModule(TokenModule):
 
 
 def main():
-    SecretServerTokenInfoModule().run()
+    run_module(SecretServerTokenInfoModule)
 
 
 if __name__ == "__main__":

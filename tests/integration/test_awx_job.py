@@ -43,9 +43,8 @@ class Fleet:
             password = "pw-%s" % secrets.token_hex(12)
             self.canaries.add(password)
             self.credentials["store_file"] = {"vault_password": password, "store_file": str(self.store_file)}
-            # Until the modules read TOKENOPS_VAULT_PASSWORD_FILE themselves (README, "AWX and Automation Platform").
-            self.store = {"backend": "file", "prefix": self.prefix,
-                          "vault_password_file": "{{ lookup('env', 'TOKENOPS_VAULT_PASSWORD_FILE') }}"}
+            # The password file and the store's path reach the modules from the credential (TOKENOPS_* variables).
+            self.store = {"backend": "file", "prefix": self.prefix}
         else:
             self.store = {"backend": "vault", "prefix": self.prefix}
             if store_kind == "vault_token":

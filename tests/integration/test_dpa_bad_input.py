@@ -64,7 +64,7 @@ def test_bad_input_refused_before_any_request(runner, dpa, file_store):
     run = runner.run(tasks, env={})
     results = {r["_task"]: r for r in run.results}
     expected = [(name, needle) for name, _options, needle in CASES]
-    expected += [("missing url", "missing required arguments: url"), ("info: a malformed id", "ids: 'a/b' must be one word")]
+    expected += [("missing url", "missing required arguments: url"), ("info: a malformed id", "ids[0] 'a/b' must be one word")]
     for name, needle in expected:
         result = results[name]
         assert result["failed"] and needle in result["msg"], (name, result.get("msg"))

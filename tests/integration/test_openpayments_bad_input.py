@@ -40,7 +40,8 @@ def cases(op):
         ("a hash without its ref", dict(id="a", access=[quote], interact_hash="abc"), "interact_hash comes with interact_ref"),
         ("a grant listed twice", dict(tokens=[{"id": "a"}, {"id": "a"}], access=[quote]), "listed twice"),
         ("a bad poll timeout", dict(id="a", access=[quote], poll_timeout="soon"), "poll_timeout"),
-        ("a missing key file", dict(id="a", access=[quote], private_key_path="/nonexistent/key.pem", _no_env_key=True), "cannot read the file"),
+        ("a missing key file", dict(id="a", access=[quote], private_key_path="/nonexistent/key.pem", _no_env_key=True),
+         "private_key_path '/nonexistent/key.pem' does not exist or is not a file"),
     ]
 
 
