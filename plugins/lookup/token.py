@@ -14,10 +14,10 @@ description:
     consumer task gets the live credential without ever handling a rotation.
   - Each term is an entry path, or C(<product>/<host>/<token id>) below O(store.prefix).
   - While a rotation runs, or after one was interrupted, the entry holds its intent. The intent
-    says whether the stored secret still works at its step (an overlap before its promotion, a
-    DPA adoption, an Open Payments grant request: it does; a DAS regenerate in place, an Open
-    Payments rotation, a revocation: it may not). The lookup returns the secret while it still
-    works and fails, saying why, only where it may be dead (unless O(allow_pending=true)).
+    says whether the stored secret still works at its step. It does during an overlap before its
+    promotion, a DPA adoption or an Open Payments grant request; it may not during a DAS
+    regenerate in place, an Open Payments rotation or a revocation. The lookup returns the secret
+    while it still works and fails, saying why, only where it may be dead (unless O(allow_pending=true)).
   - Fails when an entry is missing or has no such key.
 author:
   - tokenops developers (@tokenops)

@@ -371,7 +371,7 @@ class OpenPaymentsSteps(Steps):
         # Polling may issue the token (a change): it runs under the intent. Whether it does is not known beforehand.
         return Plan("needs_interaction", changed=False, intent="continuing", usable=True,
                     reason="a real run polls the authorization server; whether the grant is approved is not known here",
-                    run=lambda t: self._poll(t, changed=False))
+                    run=lambda t: self._poll(t, changed=t.recovering))
 
     def _check_hash(self, spec, grant, interact_ref):
         given = spec["interact_hash"]
@@ -527,9 +527,9 @@ class OpenPaymentsSteps(Steps):
                 return self.token_lost(token, "the interrupted step of token %s (rotation, revocation or cancellation) was carried "
                                        "out and its answer lost (%s)" % (record.get("token_id"), exc), outside=False)
             if token_dead(exc):
-                return self.token_lost(token, "the authorization server no longer knows token %s (%s): it was rotated or revoked "
-                                       "outside this collection, or its grant was cancelled" % (record.get("token_id"), exc),
-                                       outside=True)
+                return self.token_lost(token, "%s; the authorization server no longer knows token %s (%s): it was rotated or "
+                                       "revoked outside this collection, or its grant was cancelled"
+                                       % (reason, record.get("token_id"), exc), outside=True)
             if ours:
                 raise FlowError("%s. Whether the interrupted rotation was carried out is still unknown; the intent (rotation %s) "
                                 "stays at %s and the next run tries again" % (exc, flow.rotation_id, flow.path), step="rotate")
@@ -658,7 +658,10 @@ class OpenPaymentsSteps(Steps):
         grant = record.get("grant") or {}
         note = "recovered rotation %s interrupted at step %s (holder %s)" % (pending.get("rotation_id"), step, pending.get("holder"))
         if step == "continuing" and grant.get("status") == "pending":
-            return self._pending_plan(token, recovering_ref=pending.get("interact_ref"))
+            plan = self._pending_plan(token, recovering_ref=pending.get("interact_ref"))
+            if plan.intent is None:
+                plan.changed = True     # nothing to send; the interrupted intent leaves the store
+            return plan
         if step in ("rotating", "revoking", "cancelling") and record.get("secret") and record.get("manage"):
             after = self._without(record, ())
             after.update(fingerprint=NEW_SECRET, token_id=NEW_SECRET, issued_at=iso(utcnow()), rotated_at=iso(utcnow()))

@@ -11,14 +11,7 @@ with the steps to take; none is left with a dead token and no record of why.
 import pytest
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import store_from_params
-from openpayments_fixtures import (  # noqa: F401 pylint: disable=unused-import
-    op,
-    op_env,
-    op_factory,
-    op_task,
-    record_of,
-    run_op,
-)
+from openpayments_fixtures import op, op_env, op_factory, op_task, record_of, run_op  # noqa: F401 pylint: disable=unused-import
 
 pytestmark = pytest.mark.integration
 
@@ -96,6 +89,15 @@ class Hand:
         return self.sim.grant_of(continue_uri)["finalization"]
 
 
+def run_many(runner, op, store, **options):
+    """One run over many grants: the file store's lock is shared by every worker of the run, so it may wait longer."""
+    task = op_task(op, store, **options)
+    task["tokenops.rotation.openpayments_token"]["store"]["timeout"] = 60
+    run = runner.run([task], env=op_env(op, store))
+    assert run.results, run
+    return run.result
+
+
 def interaction_of(redirect):
     return redirect.split("/interact/")[1].split("/")[0]
 
@@ -103,15 +105,15 @@ def interaction_of(redirect):
 def bring_to_steps(runner, op, store):
     """Grants at every step, with stale intents; returns {grant id: what the test checks afterwards}."""
     hand = Hand(op, store)
-    made = run_op(runner, op, store, tokens=[{"id": gid} for gid in PLAIN if gid != "granting-nothing"]
+    made = run_many(runner, op, store, tokens=[{"id": gid} for gid in PLAIN if gid != "granting-nothing"]
                   + [{"id": "spare-live"}, {"id": "spare-gone"}, {"id": "spare-dead"}], access=op.incoming)
     assert {r["action"] for r in made["results"]} == {"created"}, made
     consent = [{"id": gid, "access": op.outgoing, "finish_uri": None if gid == "continuing-poll" else FINISH} for gid in CONSENT]
-    asked = run_op(runner, op, store, tokens=consent, access=op.outgoing)
+    asked = run_many(runner, op, store, tokens=consent, access=op.outgoing)
     refs = {r["id"]: op.sim.approve(interaction_of(r["redirect"]))["interact_ref"] for r in asked["results"]}
     continued = [dict(item, interact_ref=refs[item["id"]]) for item in consent
                  if item["id"] in ("continuing-carried-out", "rotating-consent-carried-out")]
-    done = run_op(runner, op, store, tokens=continued, access=op.outgoing)
+    done = run_many(runner, op, store, tokens=continued, access=op.outgoing)
     assert {r["action"] for r in done["results"]} == {"created"}, done
 
     records = {gid: record_of(store, op, gid) for gid in list(PLAIN) + list(CONSENT) + ["spare-live", "spare-gone", "spare-dead"]}
@@ -184,7 +186,7 @@ def test_every_stuck_step_heals_or_says_what_a_person_must_do(runner, op, store)
     items[[i["id"] for i in items].index("granting-replacing")]["access"] = op.incoming[:1]
     items += [{"id": gid, "access": op.outgoing, "finish_uri": None if gid == "continuing-poll" else FINISH} for gid in CONSENT]
     op.sim.reset_counts()
-    run = run_op(runner, op, store, tokens=items, access=op.incoming)
+    run = run_many(runner, op, store, tokens=items, access=op.incoming)
     results = {r["id"]: r for r in run["results"]}
 
     for gid, step in PLAIN.items():
