@@ -33,7 +33,7 @@ description:
     collection), another tool may hold that grant's live token; it stops working too. The result
     says so in RV(cut_off) (and a warning). The grant is cancelled anyway, because an Open Payments
     grant has one live token at a time and gives the client no call that lists, rotates or revokes a
-    token it does not hold: leaving the grant up would leave a live token the store cannot see or
+    token it does not hold. Leaving the grant up would leave a live token the store cannot see or
     end, and a new grant would be left behind every time it happened again. A tool that needs a
     token of its own should get its own grant (another O(id)) and must not rotate or revoke the
     stored token; consumers read it with the M(tokenops.rotation.token) lookup.
