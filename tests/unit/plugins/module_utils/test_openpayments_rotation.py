@@ -11,7 +11,6 @@ import base64
 import contextlib
 import io
 import json
-import urllib.parse
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -19,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.tokenops.rotation.plugins.module_utils.driver import Plan
+from ansible_collections.tokenops.rotation.plugins.module_utils.openpayments_rotation import OpenPaymentsSteps
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import normalize_host, store_from_params
 from ansible_collections.tokenops.rotation.plugins.modules.openpayments_token import OpenPaymentsTokenModule
 from tests.simulators.openpayments import OpenPaymentsSimulator
@@ -59,7 +60,7 @@ class Harness:
         return [{"type": "outgoing-payment", "actions": ["create", "read"], "identifier": self.alice,
                  "limits": {"debitAmount": {"value": "500", "assetCode": "USD", "assetScale": 2}}}]
 
-    def run(self, check=False, **args):
+    def run(self, check=False, bug_expected=False, **args):
         full = {"url": self.sim.grant_url, "store": self.store_options, "client_wallet_address": self.client, "key_id": KEY_ID,
                 "private_key": self.pem, "retries": 0, "_ansible_check_mode": check}
         if args.get("state") != "absent":
@@ -69,7 +70,7 @@ class Harness:
         with patch_module_args(full), contextlib.redirect_stdout(out), pytest.raises(SystemExit):
             OpenPaymentsTokenModule().run()
         result = json.loads(out.getvalue())
-        assert "unexpected error" not in result.get("msg", ""), result
+        assert bug_expected or "unexpected error" not in result.get("msg", ""), result
         return result
 
     def path(self, grant="app"):
@@ -296,13 +297,28 @@ def test_stale_continuing_that_never_reached_the_server_continues(h):
     assert result["action"] == "recovered" and h.sim.token_works(h.record("payout")["secret"]), result
 
 
-def test_every_change_is_made_under_the_intent(h, monkeypatch):
-    """The change guard refuses any change sent without the intent: a whole life passes with it on."""
-    h.run(id="app")
-    h.run(id="app", state="rotated")
+def test_every_change_is_made_under_the_intent(h):
+    """The change guard refuses a change sent without the intent (Harness.run fails on its "unexpected error"): a whole life
+    with every kind of change passes with the guard on."""
+    assert OpenPaymentsTokenModule.guarded is True
+    assert h.run(id="app")["action"] == "created"
+    assert h.run(id="app", state="rotated")["action"] == "rotated"
     h.rotate_elsewhere()
     assert h.run(id="app")["action"] == "recovered"
-    h.run(id="app", access=h.incoming[:1])
-    h.run(id="app", state="absent")
-    h.run(id="app", state="absent", scope="grant")
-    assert urllib.parse.urlsplit(h.sim.grant_url).path == "/auth/op"
+    assert h.run(id="app", access=h.incoming[:1])["action"] == "updated"
+    assert h.run(id="app", state="absent")["action"] == "revoked"
+    assert h.run(id="app", state="absent", scope="grant")["action"] == "revoked"
+    assert h.run(id="poll", access=h.outgoing, poll_timeout="1s")["action"] == "needs_interaction"
+
+
+def test_a_change_without_the_intent_is_refused_and_not_sent(h, monkeypatch):
+    h.run(id="app")
+
+    def no_intent(self, token):
+        return Plan("rotated", run=lambda t: self.rotate(t, "a step that forgot its intent"))
+
+    monkeypatch.setattr(OpenPaymentsSteps, "present", no_intent)
+    h.sim.reset_counts()
+    result = h.run(id="app", bug_expected=True)
+    assert result["failed"] and "IntentMissing" in result["msg"] and "nothing was sent" in result["msg"], result
+    assert h.sim.count(writes_only=True) == 0 and h.sim.token_works(h.record()["secret"])
