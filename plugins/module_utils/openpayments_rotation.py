@@ -316,8 +316,8 @@ class OpenPaymentsSteps(Steps):
         if out.get("cut_off"):
             parts.append(out["cut_off"])
         elif out.get("cancelled_grant"):
-            parts.append("the grant it replaced (%s) was %s" % (out["cancelled_grant"], "cancelled already" if out.get("cancelled_already")
-                                                               else "cancelled"))
+            how = "cancelled already" if out.get("cancelled_already") else "cancelled"
+            parts.append("the grant it replaced (%s) was %s" % (out["cancelled_grant"], how))
         return "; ".join(parts)
 
     def _persist_grant(self, token, changes, remove, grant, next_step):

@@ -174,7 +174,7 @@ def test_the_lookup_gives_a_working_token_or_refuses_at_every_step(runner, op, f
     proc, results = runner.start([op_task(op, file_store, **options)], env=op_env(op, file_store))
     wait_for(op.sim.faults.committed.is_set, what="the authorization server to carry out the held request", timeout=300)
     pending = record_of(file_store, op)["pending"]
-    assert pending["step"] == step.split("-")[0], pending
+    assert pending["step"] == step.split("-", maxsplit=1)[0], pending
     held = lookup(runner, op, file_store)
     assert_works_or_refuses(op, held, "held at %s" % step)
     runner.crash(proc, results, pending)

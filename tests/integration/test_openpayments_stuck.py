@@ -105,8 +105,9 @@ def interaction_of(redirect):
 def bring_to_steps(runner, op, store):
     """Grants at every step, with stale intents; returns {grant id: what the test checks afterwards}."""
     hand = Hand(op, store)
-    made = run_many(runner, op, store, tokens=[{"id": gid} for gid in PLAIN if gid != "granting-nothing"]
-                  + [{"id": "spare-live"}, {"id": "spare-gone"}, {"id": "spare-dead"}], access=op.incoming)
+    grants = [{"id": gid} for gid in PLAIN if gid != "granting-nothing"] + [{"id": "spare-live"}, {"id": "spare-gone"},
+                                                                             {"id": "spare-dead"}]
+    made = run_many(runner, op, store, tokens=grants, access=op.incoming)
     assert {r["action"] for r in made["results"]} == {"created"}, made
     consent = [{"id": gid, "access": op.outgoing, "finish_uri": None if gid == "continuing-poll" else FINISH} for gid in CONSENT]
     asked = run_many(runner, op, store, tokens=consent, access=op.outgoing)
@@ -125,8 +126,8 @@ def bring_to_steps(runner, op, store):
     checks["granting-replacing"] = dict(old_grant=rec["grant"]["continue_uri"], old_token=rec["secret"])
     rec = records["granting-token-dead"]
     hand.revoke_token(rec)
-    hand.stale("granting-token-dead", {k: v for k, v in rec.items() if k not in ("secret", "fingerprint", "token_id", "manage",
-                                                                              "expires_in", "expires_at", "issued_at", "access")},
+    token_keys = ("secret", "fingerprint", "token_id", "manage", "expires_in", "expires_at", "issued_at", "access")
+    hand.stale("granting-token-dead", {k: v for k, v in rec.items() if k not in token_keys},
                "granting", secret_usable=False, reason="the token was found dead")
     checks["granting-token-dead"] = dict(old_grant=rec["grant"]["continue_uri"])
     # rotating
@@ -161,13 +162,13 @@ def bring_to_steps(runner, op, store):
             hand.revoke_token(rec)
         if gid == "cancelling-carried-out":
             hand.cancel_grant(rec["grant"]["continue_uri"])
-        hand.stale(gid, rec, gid.split("-")[0], token_id=rec["token_id"])
+        hand.stale(gid, rec, gid.split("-", maxsplit=1)[0], token_id=rec["token_id"])
     # grants that needed the resource owner's consent
     rec = records["continuing-not-sent"]
     hand.stale("continuing-not-sent", rec, "continuing", interact_ref=refs["continuing-not-sent"])
     rec = records["continuing-carried-out"]
     pending_before = dict(rec, grant=dict(rec["grant"], status="pending"))
-    for key in ("secret", "fingerprint", "token_id", "manage", "expires_in", "expires_at", "issued_at", "access"):
+    for key in token_keys:
         pending_before.pop(key, None)
     hand.stale("continuing-carried-out", pending_before, "continuing", interact_ref=refs["continuing-carried-out"])
     rec = records["continuing-grant-cancelled"]
