@@ -5,8 +5,8 @@
 Every call to the authorization server is signed (RFC 9421, see http_signatures.py). Token
 management sends `Authorization: GNAP <access token>`, continuation and cancel send the
 continuation token; a grant request sends none. Nothing here is retried by the HTTP layer except
-the probe: a grant, a continuation and a rotation each mint a secret, and a cancel or revoke that
-is repeated is told apart by its answer (401) instead.
+the GETs (the wallet address, the probe): a grant, a continuation and a rotation each mint a secret,
+and a cancel or revoke that is repeated is told apart by its answer (401) instead.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -243,8 +243,17 @@ class OpenPaymentsClient:
             raise
         return True
 
+    def wallet_address(self, url):
+        """GET a wallet address (public, unsigned): {id, authServer, resourceServer, ...}."""
+        step = "read wallet address"
+        response = self.http.request(step, "GET", url, headers={"Accept": "application/json"})
+        return self._json(response, step, url)
+
     def probe(self, url, token):
-        """Status of a signed GET with the token at a resource server URL: whether the token works."""
+        """Status of a signed GET with the token at a resource server URL: whether the token works.
+
+        401 means the token is dead (revoked, rotated, expired, or its grant cancelled); 403 and 404 mean it is
+        alive (its access does not cover the request, or there is nothing to see)."""
         response = self.http.request("verify", "GET", url, bearer=token, scheme="GNAP", signer=self.signer,
                                      ok=(200, 201, 204, 401, 403, 404))
         return response.status_code

@@ -21,10 +21,22 @@ description:
     manage URL are written to the store before anything else.
   - Every request to the authorization server is signed with the client's Ed25519 key (HTTP Message
     Signatures, RFC 9421, as Interledger's own client library signs them).
+  - Every run asks the resource server whether the stored token still works (see O(verify) and
+    O(verify_url)), so a token rotated or revoked by another tool, or whose grant was cancelled, is
+    noticed at once instead of when it is due.
   - When a rotation's outcome is unknown (a timeout, a lost answer), the old manage URL is asked again;
-    it either rotates or proves the token lost. A lost token of a grant that needed no consent is
-    replaced by a new grant and the old grant is cancelled; one that needed consent ends in
+    it either rotates or proves the token lost. A lost token of a grant that needed no consent leaves
+    the store at once and is replaced by a new grant; one that needed consent ends in
     C(needs_reconcile) with the steps a person must take.
+  - The grant a new one replaces is then cancelled, and cancelling a grant ends B(every) token of it.
+    When the stored token had died at someone else's hand (rotated or revoked outside this
+    collection), another tool may hold that grant's live token; it stops working too. The result
+    says so in RV(cut_off) (and a warning). The grant is cancelled anyway, because an Open Payments
+    grant has one live token at a time and gives the client no call that lists, rotates or revokes a
+    token it does not hold. Leaving the grant up would leave a live token the store cannot see or
+    end, and a new grant would be left behind every time it happened again. A tool that needs a
+    token of its own should get its own grant (another O(id)) and must not rotate or revoke the
+    stored token; consumers read it with the M(tokenops.rotation.token) lookup.
 author:
   - tokenops developers (@tokenops)
 extends_documentation_fragment:
@@ -36,7 +48,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Reads the store (and the resource server with O(verify_url)), predicts the action, sends nothing that changes anything.
+    description: Reads the store, the wallet address and the resource server (see O(verify)), predicts the action, sends nothing that changes anything.
   diff_mode:
     support: full
     description: Shows fingerprints, token ids (management ids) and times; never a token.
@@ -134,11 +146,27 @@ options:
       - V(0) polls at most once per run.
     type: str
     default: "0"
+  verify:
+    description:
+      - Ask the resource server on every run whether the stored token works, and check each new
+        token there. The question is a signed C(GET) that changes nothing; HTTP 401 means the token
+        is dead (it is then rotated, or replaced by a new grant when its rotation is refused too),
+        403 and 404 mean it is alive (its access does not cover that request).
+      - Without O(verify_url) the request goes to the resource server the wallet address advertises
+        (C(resourceServer) of the first access item's C(identifier), else of
+        O(client_wallet_address)), as C(GET {resourceServer}/incoming-payments?wallet-address=...),
+        and only when that wallet's C(authServer) is O(url), so the resource server trusts the
+        tokens this authorization server issues. When no such wallet is found the token is judged
+        by its expiry only.
+      - V(false) judges tokens by their expiry only, unless O(verify_url) is given.
+    type: bool
+    default: true
   verify_url:
     description:
       - A resource server URL the token may read (for example an incoming payment or the wallet
-        address's C(incoming-payments) list). Each new token is checked with a signed C(GET) there,
-        and a stored token that gets HTTP 401 is rotated.
+        address's C(incoming-payments) list), used instead of the one O(verify) finds. Each new
+        token is checked with a signed C(GET) there, and a stored token that gets HTTP 401 is
+        rotated. It is used even with O(verify=false).
     type: str
   store_path:
     description: Store entry path of the grant, instead of C(<prefix>/openpayments/<host>/<id>).
@@ -146,7 +174,12 @@ options:
 notes:
   - Open Payments access tokens live 10 minutes by default; the authorization server's C(expires_in)
     is honoured. The authorization server has no endpoint that reads a token, so whether a stored
-    token is due comes from the store (and O(verify_url) when given).
+    token is due comes from the store, and whether it still works from the resource server
+    (O(verify), O(verify_url)).
+  - While a run changes a grant, its store entry holds the run's intent; the
+    M(tokenops.rotation.token) lookup hands out the stored token while a grant is requested,
+    continued or a replaced grant cancelled, and refuses (saying why) while the token is rotated,
+    revoked or its grant cancelled, because the stored token may be dead then.
   - The finish redirect's C(hash) is compared with and without base64 padding; the documentation
     and the reference server disagree on it.
 seealso:
@@ -251,9 +284,19 @@ interactive:
   returned: when the store holds a grant
   type: bool
 redirect:
-  description: The URL where the resource owner approves the grant.
-  returned: when RV(action=needs_interaction)
+  description:
+    - The URL where the resource owner approves the grant.
+    - In check mode, for a grant not requested yet, null.
+  returned: when RV(action=needs_interaction), and while the grant waits for consent
   type: str
+grant_requested_at:
+  description:
+    - When the grant that waits for the resource owner's consent was requested (UTC, ISO 8601), so a
+      fleet report can tell how long it has waited.
+    - In check mode, for a grant not requested yet, null.
+  returned: when RV(action=needs_interaction), and while the grant waits for consent
+  type: str
+  sample: "2026-05-04T10:00:00Z"
 access:
   description: The access the authorization server granted.
   returned: when a token is stored
@@ -268,13 +311,38 @@ store_version:
   returned: when O(id) is given
   type: int
 verified:
-  description: Result of the O(verify_url) check of the new token (C(authorized) or C(authenticated)).
-  returned: when a token was minted and O(verify_url) is given
+  description: What the resource server said of the new token (see O(verify)) - C(authorized) (it may read
+    there) or C(authenticated) (alive, its access does not cover that request).
+  returned: when a token was minted and a resource server was asked
   type: str
 cancelled_grant:
-  description: The continuation id of a replaced grant that this run cancelled.
+  description:
+    - The continuation id of a replaced grant that this run cancelled. Cancelling a grant ends every
+      token of it; see RV(cut_off).
   returned: when it happened
   type: str
+cancelled_already:
+  description: Whether the replaced grant had been cancelled already (outside this collection) when this run cancelled it.
+  returned: with RV(cancelled_grant)
+  type: bool
+cut_off:
+  description:
+    - Said plainly, when the stored token had been rotated or revoked outside this collection (or its grant
+      cancelled) and the grant it belonged to was then cancelled - whether that grant was still live, and so
+      whether a token another tool rotated the stored one to stopped working with it.
+  returned: when a grant whose token died outside this collection was cancelled
+  type: str
+  sample: "grant 0b7c... was still live when it was cancelled: its token 8f69... had been rotated or revoked outside
+    this collection, so every token of that grant, including one another tool rotated it to, stopped working now"
+lost_token_id:
+  description: The management id of the stored token that was found dead and replaced by a new grant.
+  returned: when it happened
+  type: str
+cancelled_grants:
+  description: With O(state=absent) and O(scope=grant), the continuation ids of the grants this run cancelled.
+  returned: when the store held grants to cancel
+  type: list
+  elements: str
 pending:
   description: The intent of a step that is in progress or was interrupted.
   returned: when the store entry has one
@@ -317,7 +385,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.openpayments imp
     needs_interaction,
     validate_access,
 )
-from ansible_collections.tokenops.rotation.plugins.module_utils.openpayments_rotation import OpenPaymentsRotation
+from ansible_collections.tokenops.rotation.plugins.module_utils.openpayments_rotation import OpenPaymentsSteps
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreConfigError
 from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 
@@ -343,6 +411,7 @@ ARGUMENT_SPEC = dict(
     interact_ref=dict(type="str", no_log=False),
     interact_hash=dict(type="str", no_log=False),
     poll_timeout=dict(type="str", default="0"),
+    verify=dict(type="bool", default=True),
     verify_url=dict(type="str"),
     store_path=dict(type="str"),
     client_wallet_address=dict(type="str", fallback=(env_fallback, ["OPEN_PAYMENTS_WALLET_ADDRESS"])),
@@ -357,6 +426,7 @@ class OpenPaymentsTokenModule(TokenModule):
     product_name = "Open Payments"
     url_env = "OPEN_PAYMENTS_AUTH_SERVER"
     url_hint = URL_HINT
+    guarded = True
 
     def __init__(self):
         super(OpenPaymentsTokenModule, self).__init__(
@@ -448,11 +518,8 @@ class OpenPaymentsTokenModule(TokenModule):
     def run(self):
         signer = Signer(self.private_key, self.params["key_id"])
         self.op = OpenPaymentsClient(self.http(), signer, secret=self.secret)
-        self.rotation = OpenPaymentsRotation(self)
+        self.use_steps(OpenPaymentsSteps(self))
         super(OpenPaymentsTokenModule, self).run()
-
-    def run_token(self, spec):
-        return self.rotation.run(spec)
 
 
 def main():

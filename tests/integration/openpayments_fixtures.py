@@ -1,6 +1,7 @@
 """The Open Payments simulator and a client identity for the integration tests (imported by test_openpayments_*.py)."""
 
 import base64
+import hashlib
 import urllib.parse
 
 import pytest
@@ -115,3 +116,23 @@ def assert_idempotent(runner, op, store, **options):
     assert op.sim.count(writes_only=True) == 0, [(r.method, r.path) for r in op.sim.requests]
     assert store.writes() == writes
     return result
+
+
+def lookup(runner, op, store, grant_id="app"):
+    """What a consumer's playbook gets from the tokenops.rotation.token lookup: ("token", value) or ("refused", msg).
+
+    The playbook only shows the token's SHA-256 (the token itself would be a leak); it is matched among the tokens the
+    simulator issued.
+    """
+    term = "openpayments/%s/%s" % (op.host, grant_id)
+    task = {"name": "consumer", "ignore_errors": True, "ansible.builtin.set_fact": {
+        "seen": "{{ lookup('tokenops.rotation.token', %r, store=%r) | hash('sha256') }}" % (term, dict(store.options))}}
+    run = runner.run([task], env=dict(store.env))
+    assert run.results, run
+    result = run.result
+    if result.get("failed"):
+        return ("refused", result.get("msg", ""))
+    digest = result["ansible_facts"]["seen"]
+    found = [value for value in set(op.sim.issued) if hashlib.sha256(value.encode()).hexdigest() == digest]
+    assert found, "the lookup returned a value the simulator never issued"
+    return ("token", found[0])

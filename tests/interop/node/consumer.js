@@ -8,6 +8,7 @@
 //   {op: "list", accessToken, resourceServer, walletAddress}   list incoming payments (first 10)
 //   {op: "create", accessToken, resourceServer, walletAddress} create an incoming payment
 //   {op: "rotate", accessToken, manage}                    rotate: answers {value, manage, expiresIn}
+//   {op: "revoke", accessToken, manage}                    revoke the token
 'use strict'
 
 const crypto = require('crypto')
@@ -41,6 +42,10 @@ async function step (client, s) {
       const rotated = await client.token.rotate({ url: s.manage, accessToken: s.accessToken })
       const token = rotated.access_token
       return { ok: true, value: token.value, manage: token.manage, expiresIn: token.expires_in }
+    }
+    case 'revoke': {
+      await client.token.revoke({ url: s.manage, accessToken: s.accessToken })
+      return { ok: true }
     }
     default:
       throw new Error('unknown step ' + s.op)
