@@ -10,6 +10,9 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(INSTALLED)
 export TOKENOPS_COLLECTIONS_PATH := $(CURDIR)/$(INSTALLED)
 export ANSIBLE_LOCAL_TEMP := $(CURDIR)/$(BUILD)/ansible-tmp
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# pytest-xdist workers: one per core (`make test TEST_WORKERS=0` runs in one process).
+TEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS)
 
 .PHONY: all venv collection interop ee demo test unit integration sanity lint docs clean
 
@@ -59,14 +62,14 @@ lint: collection
 	$(BIN)/ansible-lint --profile production --offline roles playbooks
 
 unit: venv interop
-	$(PY) -m pytest tests/unit
+	$(PYTEST) tests/unit
 
 integration: collection interop
-	$(PY) -m pytest tests/integration
+	$(PYTEST) tests/integration
 
 # Sanity and lint first: they are quick to fail. pytest last: its summary closes the output.
 test: collection sanity lint interop
-	$(PY) -m pytest tests/unit tests/integration
+	$(PYTEST) tests/unit tests/integration
 
 clean:
 	rm -rf $(BUILD) $(VENV)

@@ -132,9 +132,10 @@ def test_vault_store_ca_certificate_reaches_the_store(tmp_path, clean_env):
 def test_file_store_injection_gives_the_password_file_and_the_store_path(tmp_path, clean_env):
     from ansible_collections.tokenops.rotation.plugins.module_utils.store_file import FileStore
 
+    (tmp_path / "pv").mkdir()   # the persistent volume; a missing one is refused, never made
     env = awx.inject(TYPES["store_file"], {"vault_password": "pw-1", "store_file": str(tmp_path / "pv" / "store.vault")}, tmp_path).env
     assert env["TOKENOPS_STORE_FILE"] == str(tmp_path / "pv" / "store.vault")
     store = FileStore(env["TOKENOPS_STORE_FILE"], vault_password_file=env["TOKENOPS_VAULT_PASSWORD_FILE"])
     store.write("t/das/h/x", {"secret": "s"}, cas=0)
     assert store.read("t/das/h/x").data["secret"] == "s"
-    assert (tmp_path / "pv" / "store.vault").read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
+    assert (tmp_path / "pv" / "store.vault" / "t" / "das" / "h" / "x.vault").read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")

@@ -78,7 +78,9 @@ class World:
         for sim in self.sims:
             sim.start()
         self.folder = folder
-        self.store_file = folder / "never" / "store.vault"
+        # The volume exists (a missing one is refused, and that is a check of its own); the store in it must never appear.
+        self.store_file = folder / "volume" / "store.vault"
+        self.store_file.parent.mkdir()
         self.password_file = folder / "vault-pass"
         self.password_file.write_text("pw-bad-input\n")
         self.missing_file = str(folder / "missing.pem")
@@ -108,6 +110,7 @@ class World:
             self.http_requests.clear()
         # A case that wrote the store has failed already; the next one starts without the file.
         shutil.rmtree(str(self.store_file.parent), ignore_errors=True)
+        self.store_file.parent.mkdir()
 
     def record_store(self, method, path):
         with self._lock:
@@ -124,8 +127,8 @@ class World:
             seen["store operations"] = list(self.store_ops)
         if self.http_requests:
             seen["HttpClient requests"] = list(self.http_requests)
-        if self.store_file.exists() or self.store_file.parent.exists():
-            seen["store file"] = str(self.store_file)
+        if any(self.store_file.parent.iterdir()):
+            seen["store files"] = sorted(p.name for p in self.store_file.parent.iterdir())
         return seen
 
 
