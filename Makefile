@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 TEST_WORKERS ?= auto
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS)
 
-.PHONY: all venv collection interop ee demo test unit integration sanity lint docs clean
+.PHONY: all venv collection interop ee demo test test-busy unit integration sanity lint docs clean
 
 all: test
 
@@ -70,6 +70,10 @@ integration: collection interop
 # Sanity and lint first: they are quick to fail. pytest last: its summary closes the output.
 test: collection sanity lint interop
 	$(PYTEST) tests/unit tests/integration
+
+# The same, while busy loops keep every core loaded (the harness starts and stops them): a loaded CI machine.
+test-busy:
+	TOKENOPS_TEST_BUSY=$$(nproc) $(MAKE) test
 
 clean:
 	rm -rf $(BUILD) $(VENV)

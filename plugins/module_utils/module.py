@@ -148,7 +148,6 @@ class TokenModule:
     product = None          # "das"
     product_name = None     # "Styra DAS"
     url_env = None
-    guarded = False         # the product runs on the driver: its changes pass the change guard (while products move over)
     url_hint = None         # what `url` must be, for messages: "the DPA server as http(s)://host:port"
 
     def __init__(self, argument_spec, run_options=True, policy_options=True, **kwargs):
@@ -237,7 +236,7 @@ class TokenModule:
             kwargs = dict(validate_certs=p["validate_certs"], ca_path=p["ca_path"], timeout=p["timeout"],
                           # a worker thread holds one connection at a time: as many kept alive as threads run
                           retries=p["retries"], redactor=self.redactor, pool_size=max(4, p.get("concurrency", 1)),
-                          change_guard=self.guard if self.guarded else None)
+                          change_guard=self.guard)   # no change leaves without its intent (driver.ChangeGuard)
             kwargs.update(overrides)
             self.client = HttpClient(self.product_name, p["url"], **kwargs)
         return self.client

@@ -426,7 +426,6 @@ class DasTokenModule(TokenModule):
     product = "das"
     product_name = "Styra DAS"
     url_env = "STYRA_DAS_URL"
-    guarded = True
 
     def __init__(self):
         super(DasTokenModule, self).__init__(

@@ -379,7 +379,6 @@ class DpaRefreshTokenModule(TokenModule):
     product = "dpa"
     product_name = "SolarWinds DPA"
     url_env = "DPA_URL"
-    guarded = True
     url_hint = URL_HINT
 
     def __init__(self):

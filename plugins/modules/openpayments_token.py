@@ -426,7 +426,6 @@ class OpenPaymentsTokenModule(TokenModule):
     product_name = "Open Payments"
     url_env = "OPEN_PAYMENTS_AUTH_SERVER"
     url_hint = URL_HINT
-    guarded = True
 
     def __init__(self):
         super(OpenPaymentsTokenModule, self).__init__(

@@ -363,7 +363,6 @@ class SecretServerTokenModule(TokenModule):
     product = PRODUCT_KEY
     product_name = PRODUCT
     url_env = "TSS_BASE_URL"
-    guarded = True
     url_hint = URL_HINT
 
     def __init__(self):

@@ -38,8 +38,10 @@ class Fleet:
         self.store_kind = store_kind
         self.bao = bao
         if store_kind == "file":
-            # The store lives on a persistent volume; the job's home directory does not survive the job.
-            self.store_file = tmp_path / "persistent-volume" / "tokenops" / "store.vault"
+            # The store lives on a persistent volume (mounted: the folder exists); the job's home directory does not
+            # survive the job.
+            self.store_file = tmp_path / "persistent-volume" / "tokenops-store"
+            self.store_file.parent.mkdir()
             password = "pw-%s" % secrets.token_hex(12)
             self.canaries.add(password)
             self.credentials["store_file"] = {"vault_password": password, "store_file": str(self.store_file)}
@@ -130,7 +132,8 @@ def test_awx_job_rotates_every_product_without_a_secret_in_its_output(fleet, tmp
     assert fleet.ss.works(fleet.entry("secretserver", "pam-a", "automation"))
     assert fleet.op.sim.token_works(fleet.entry("openpayments", "as-1", "invoicing")["secret"])
     if fleet.store_kind == "file":
-        assert fleet.store_file.read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
+        entry_files = sorted(fleet.store_file.rglob("*.vault"))
+        assert len(entry_files) >= 5 and all(f.read_text().startswith("$ANSIBLE_VAULT;1.1;AES256") for f in entry_files)
         assert not (job.home / ".ansible" / "tokenops").exists()    # nothing under the container's $HOME
     canaries = fleet.canaries | fleet.das.sim.issued | fleet.dpa.sim.issued | fleet.ss.sim.issued | fleet.op.sim.issued
     assert_no_secret_in(first, canaries)
