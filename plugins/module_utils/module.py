@@ -16,7 +16,7 @@ import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.driver import ChangeGuard, Driver
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import (
@@ -56,7 +56,7 @@ except ImportError:  # pragma: no cover
 def connection_spec(url_env):
     """Options of doc fragment tokenops.rotation.connection."""
     return dict(
-        url=dict(type="str", required=True, fallback=(env_fallback, [url_env])),
+        url=dict(type="str", required=True, fallback=(validators.env_fallback, [url_env])),
         validate_certs=dict(type="bool", default=True),
         ca_path=dict(type="path"),
         timeout=dict(type="float", default=30),

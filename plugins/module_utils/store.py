@@ -14,7 +14,6 @@ __metaclass__ = type
 
 import re
 
-from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 
@@ -118,20 +117,20 @@ STORE_OPTIONS = dict(
     backend=dict(type='str', default='file', choices=['file', 'vault']),
     prefix=dict(type='str', default='tokenops'),
     host=dict(type='str'),
-    file_path=dict(type='path', default=DEFAULT_FILE_PATH, fallback=(env_fallback, ['TOKENOPS_STORE_FILE'])),
+    file_path=dict(type='path', default=DEFAULT_FILE_PATH, fallback=(validators.env_fallback, ['TOKENOPS_STORE_FILE'])),
     create_folder=dict(type='bool', default=False),
     # TOKENOPS_VAULT_PASSWORD_FILE first: AWX credential types may not inject ANSIBLE_* variables.
-    vault_password_file=dict(type='path', fallback=(env_fallback, ['TOKENOPS_VAULT_PASSWORD_FILE', 'ANSIBLE_VAULT_PASSWORD_FILE'])),
+    vault_password_file=dict(type='path', fallback=(validators.env_fallback, ['TOKENOPS_VAULT_PASSWORD_FILE', 'ANSIBLE_VAULT_PASSWORD_FILE'])),
     vault_password=dict(type='str', no_log=True),
-    url=dict(type='str', fallback=(env_fallback, ['VAULT_ADDR'])),
-    auth_method=dict(type='str', default='token', choices=['token', 'approle'], fallback=(env_fallback, ['VAULT_AUTH_METHOD'])),
-    token=dict(type='str', no_log=True, fallback=(env_fallback, ['VAULT_TOKEN'])),
-    role_id=dict(type='str', fallback=(env_fallback, ['VAULT_ROLE_ID'])),
-    secret_id=dict(type='str', no_log=True, fallback=(env_fallback, ['VAULT_SECRET_ID'])),
+    url=dict(type='str', fallback=(validators.env_fallback, ['VAULT_ADDR'])),
+    auth_method=dict(type='str', default='token', choices=['token', 'approle'], fallback=(validators.env_fallback, ['VAULT_AUTH_METHOD'])),
+    token=dict(type='str', no_log=True, fallback=(validators.env_fallback, ['VAULT_TOKEN'])),
+    role_id=dict(type='str', fallback=(validators.env_fallback, ['VAULT_ROLE_ID'])),
+    secret_id=dict(type='str', no_log=True, fallback=(validators.env_fallback, ['VAULT_SECRET_ID'])),
     approle_mount=dict(type='str', default='approle'),
-    namespace=dict(type='str', fallback=(env_fallback, ['VAULT_NAMESPACE'])),
+    namespace=dict(type='str', fallback=(validators.env_fallback, ['VAULT_NAMESPACE'])),
     mount_point=dict(type='str', default='secret'),
-    ca_cert=dict(type='path', fallback=(env_fallback, ['VAULT_CACERT'])),
+    ca_cert=dict(type='path', fallback=(validators.env_fallback, ['VAULT_CACERT'])),
     validate_certs=dict(type='bool', default=True),
     timeout=dict(type='int', default=10),
 )

@@ -23,7 +23,21 @@ except ImportError:  # pragma: no cover
     from urlparse import urlsplit  # type: ignore
 
 from ansible.module_utils.common.validation import check_type_dict
+from ansible.module_utils.errors import AnsibleFallbackNotFound
 from ansible.module_utils.parsing.convert_bool import boolean as to_bool
+
+
+def env_fallback(*names):
+    """Ansible's env_fallback, except that a variable set to an empty or blank value counts as unset.
+
+    An AWX credential field left empty, or `environment: {STYRA_DAS_TOKEN: ""}` in a play (a play cannot
+    unset a variable), means "not given", not "given as blank".
+    """
+    for name in names:
+        if os.environ.get(name, "").strip():
+            return os.environ[name]
+    raise AnsibleFallbackNotFound
+
 
 # A value longer than this is shown as its first SHOWN characters and its length.
 SHOWN = 60

@@ -359,7 +359,6 @@ msg:
 
 import re
 
-from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreConfigError
 
@@ -398,7 +397,7 @@ ARGUMENT_SPEC = dict(
     overlap_id=dict(type="str"),
     grace_period=dict(type="str", default="1h"),
     store_path=dict(type="str"),
-    api_token=dict(type="str", no_log=True, fallback=(env_fallback, ["STYRA_DAS_TOKEN"])),
+    api_token=dict(type="str", no_log=True, fallback=(validators.env_fallback, ["STYRA_DAS_TOKEN"])),
     refresher=dict(type="dict", options=dict(
         id=dict(type="str", required=True),
         store_path=dict(type="str"),

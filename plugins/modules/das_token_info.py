@@ -176,7 +176,7 @@ query_result:
 
 import traceback
 
-from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.das import DasClient, validate_token_id
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
@@ -189,6 +189,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import 
     utcnow,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError
+from ansible_collections.tokenops.rotation.plugins.module_utils.validators import env_fallback
 
 try:
     import jmespath

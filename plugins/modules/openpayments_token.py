@@ -371,7 +371,6 @@ msg:
   type: str
 """
 
-from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_signatures import (
     Signer,
@@ -414,10 +413,10 @@ ARGUMENT_SPEC = dict(
     verify=dict(type="bool", default=True),
     verify_url=dict(type="str"),
     store_path=dict(type="str"),
-    client_wallet_address=dict(type="str", fallback=(env_fallback, ["OPEN_PAYMENTS_WALLET_ADDRESS"])),
-    key_id=dict(type="str", no_log=False, fallback=(env_fallback, ["OPEN_PAYMENTS_KEY_ID"])),
-    private_key=dict(type="str", no_log=True, fallback=(env_fallback, ["OPEN_PAYMENTS_PRIVATE_KEY"])),
-    private_key_path=dict(type="path", no_log=False, fallback=(env_fallback, ["OPEN_PAYMENTS_PRIVATE_KEY_PATH"])),
+    client_wallet_address=dict(type="str", fallback=(validators.env_fallback, ["OPEN_PAYMENTS_WALLET_ADDRESS"])),
+    key_id=dict(type="str", no_log=False, fallback=(validators.env_fallback, ["OPEN_PAYMENTS_KEY_ID"])),
+    private_key=dict(type="str", no_log=True, fallback=(validators.env_fallback, ["OPEN_PAYMENTS_PRIVATE_KEY"])),
+    private_key_path=dict(type="path", no_log=False, fallback=(validators.env_fallback, ["OPEN_PAYMENTS_PRIVATE_KEY_PATH"])),
 )
 
 

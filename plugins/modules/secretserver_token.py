@@ -313,7 +313,6 @@ msg:
   type: str
 """
 
-from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import (
     InputError,
@@ -346,9 +345,9 @@ ARGUMENT_SPEC = dict(
         otp=dict(type="str", no_log=True),
         store_path=dict(type="str"),
     )),
-    username=dict(type="str", fallback=(env_fallback, ["TSS_USERNAME"])),
-    password=dict(type="str", no_log=True, fallback=(env_fallback, ["TSS_PASSWORD"])),
-    domain=dict(type="str", fallback=(env_fallback, ["TSS_DOMAIN"])),
+    username=dict(type="str", fallback=(validators.env_fallback, ["TSS_USERNAME"])),
+    password=dict(type="str", no_log=True, fallback=(validators.env_fallback, ["TSS_PASSWORD"])),
+    domain=dict(type="str", fallback=(validators.env_fallback, ["TSS_DOMAIN"])),
     otp=dict(type="str", no_log=True),
     store_path=dict(type="str"),
     refresh=dict(type="bool", default=True),

@@ -125,3 +125,13 @@ def test_store_settings(tmp_path, monkeypatch):
                         ({"backend": "file", "vault_password": "pw", "prefix": "a/../b"}, "store.prefix")]:
         with pytest.raises(StoreConfigError, match=needle.replace(".", r"\.")):
             validate_store_params(bad)
+
+
+def test_env_fallback_takes_the_first_variable_with_a_value_and_counts_a_blank_one_as_unset(monkeypatch):
+    from ansible.module_utils.errors import AnsibleFallbackNotFound
+    monkeypatch.setenv("TOKENOPS_T_FIRST", "  ")          # an AWX credential field left empty, or a play's environment: ""
+    monkeypatch.setenv("TOKENOPS_T_SECOND", "value")
+    assert validators.env_fallback("TOKENOPS_T_FIRST", "TOKENOPS_T_SECOND") == "value"
+    monkeypatch.setenv("TOKENOPS_T_SECOND", "")
+    with pytest.raises(AnsibleFallbackNotFound):
+        validators.env_fallback("TOKENOPS_T_FIRST", "TOKENOPS_T_SECOND", "TOKENOPS_T_UNSET")
