@@ -288,7 +288,8 @@ def validate_store_params(params):
             validators.text(params.get('file_path'), 'store.file_path (or TOKENOPS_STORE_FILE)')
             validators.text(params.get('vault_password'), 'store.vault_password', required=False, blank=True, secret=True)
             if not params.get('vault_password'):
-                validators.readable_file(params.get('vault_password_file'), 'store.vault_password_file (or TOKENOPS_VAULT_PASSWORD_FILE, ANSIBLE_VAULT_PASSWORD_FILE)')
+                validators.readable_file(params.get('vault_password_file'),
+                                         'store.vault_password_file (or TOKENOPS_VAULT_PASSWORD_FILE, ANSIBLE_VAULT_PASSWORD_FILE)')
         else:
             params['url'] = validators.url(params.get('url'), 'store.url (or VAULT_ADDR)',
                                            what='the Vault or OpenBao server, an http or https URL such as https://vault.example.com:8200')

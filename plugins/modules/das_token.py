@@ -375,7 +375,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.module import (
     merged,
     run_module,
 )
-from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import parse_duration, parse_time
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import parse_time
 from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 
 TOKEN_KEYS = ("id", "description", "allow_path_patterns", "allow_all_paths", "ttl", "role_bindings",

@@ -184,7 +184,6 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.module import In
 from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import (
     iso,
-    parse_duration,
     parse_time,
     utcnow,
 )

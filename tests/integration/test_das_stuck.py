@@ -145,7 +145,9 @@ def test_binding(runner, das, file_store, made):
 
 def test_updating(runner, das, file_store, made):
     leave_intent(file_store, das, "app", "updating", True, token_id="app")
-    result = run_das(runner, das, file_store, id="app", **dict(APP, description="changed"))
+    changed = dict(APP)
+    changed["description"] = "changed"
+    result = run_das(runner, das, file_store, id="app", **changed)
     assert result["action"] == "updated" and result["recovered_step"] == "updating", result
     assert healed(file_store, das)["secret"] == made["secret"]
     assert das.sim.token("app")["description"] == "changed"

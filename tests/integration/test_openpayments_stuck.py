@@ -105,8 +105,8 @@ def interaction_of(redirect):
 def bring_to_steps(runner, op, store):
     """Grants at every step, with stale intents; returns {grant id: what the test checks afterwards}."""
     hand = Hand(op, store)
-    grants = [{"id": gid} for gid in PLAIN if gid != "granting-nothing"] + [{"id": "spare-live"}, {"id": "spare-gone"},
-                                                                             {"id": "spare-dead"}]
+    spares = [{"id": "spare-live"}, {"id": "spare-gone"}, {"id": "spare-dead"}]
+    grants = [{"id": gid} for gid in PLAIN if gid != "granting-nothing"] + spares
     made = run_many(runner, op, store, tokens=grants, access=op.incoming)
     assert {r["action"] for r in made["results"]} == {"created"}, made
     consent = [{"id": gid, "access": op.outgoing, "finish_uri": None if gid == "continuing-poll" else FINISH} for gid in CONSENT]

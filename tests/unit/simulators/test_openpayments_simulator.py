@@ -455,8 +455,9 @@ def test_quotes_and_outgoing_payments_follow_the_spec(sim, op, rs_spec):
                                   token=quoting), "/quotes", "POST")
     assert quote["receiveAmount"]["value"] == "700" and quote["debitAmount"]["value"] == "700"
     rs_spec.check(op.call("GET", quote["id"], token=quoting), "/quotes/{id}", "GET")
-    fixed = op.call("POST", rs(sim, "/quotes"), {"walletAddress": alice, "receiver": invoice["id"], "method": "ilp",
-                                                "debitAmount": {"value": "100", "assetCode": "USD", "assetScale": 2}}, token=quoting)
+    fixed = op.call("POST", rs(sim, "/quotes"),
+                    {"walletAddress": alice, "receiver": invoice["id"], "method": "ilp",
+                     "debitAmount": {"value": "100", "assetCode": "USD", "assetScale": 2}}, token=quoting)
     assert fixed.status_code == 201 and fixed.json()["receiveAmount"]["value"] == "100"
     paying = _outgoing_token(sim, op, limit="800")
     paid = rs_spec.check(op.call("POST", rs(sim, "/outgoing-payments"), {"walletAddress": alice, "quoteId": quote["id"]}, token=paying),
@@ -469,8 +470,9 @@ def test_quotes_and_outgoing_payments_follow_the_spec(sim, op, rs_spec):
     rs_spec.check(op.call("GET", paid["id"], token=paying), "/outgoing-payments/{id}", "GET")
     # The grant's debitAmount limit (800) holds across its payments: 700 spent, 200 more is refused.
     second = op.call("POST", rs(sim, "/incoming-payments"), {"walletAddress": shop}, token=receiving).json()
-    over = op.call("POST", rs(sim, "/outgoing-payments"), {"walletAddress": alice, "incomingPayment": second["id"],
-                                                          "debitAmount": {"value": "200", "assetCode": "USD", "assetScale": 2}}, token=paying)
+    over = op.call("POST", rs(sim, "/outgoing-payments"),
+                   {"walletAddress": alice, "incomingPayment": second["id"],
+                    "debitAmount": {"value": "200", "assetCode": "USD", "assetScale": 2}}, token=paying)
     assert over.status_code == 403 and over.json()["error"]["code"]
 
 
@@ -503,11 +505,13 @@ def test_the_resource_server_enforces_each_tokens_access(sim, op, rs_spec):
     assert op.call("POST", created["id"] + "/complete", token=only_alice).status_code == 403     # no "complete"
     # read sees only what the grant's client created; read-all sees every payment of the wallet.
     sim.add_wallet("other", public_name="Other", keys=[sim.wallets["client"]["keys"][0]])
-    other = op.call("POST", sim.grant_url, {"access_token": {"access": [{"type": "incoming-payment", "actions": ["read"], "identifier": alice}]},
-                                             "client": sim.wallet_url("other")}).json()["access_token"]["value"]
+    other = op.call("POST", sim.grant_url,
+                    {"access_token": {"access": [{"type": "incoming-payment", "actions": ["read"], "identifier": alice}]},
+                     "client": sim.wallet_url("other")}).json()["access_token"]["value"]
     assert op.call("GET", created["id"], token=other).status_code == 404
-    reader = op.call("POST", sim.grant_url, {"access_token": {"access": [{"type": "incoming-payment", "actions": ["read-all"], "identifier": alice}]},
-                                              "client": sim.wallet_url("other")}).json()["access_token"]["value"]
+    reader = op.call("POST", sim.grant_url,
+                     {"access_token": {"access": [{"type": "incoming-payment", "actions": ["read-all"], "identifier": alice}]},
+                      "client": sim.wallet_url("other")}).json()["access_token"]["value"]
     assert op.call("GET", created["id"], token=reader).status_code == 200
 
 
