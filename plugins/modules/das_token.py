@@ -152,6 +152,8 @@ options:
         description:
           - The refresher's secret, written to the store the first time only (when the store has
             no entry for it). Later runs use the stored value.
+          - An empty value counts as not given, so C({{ lookup('env', 'STYRA_DAS_REFRESHER_SECRET') }})
+            keeps working after the credential that set the variable is gone.
         type: str
       self_rotate:
         description:
@@ -510,6 +512,8 @@ class DasTokenModule(TokenModule):
         ref = self.params["refresher"]
         if not ref:
             return
+        if ref["initial_secret"] is not None and not ref["initial_secret"].strip():
+            ref["initial_secret"] = None      # an unset variable (lookup('env', ...) gives ''), not a blank secret
         try:
             validate_token_id(ref["id"], "refresher.id")
             self.store_path(ref["id"], ref["store_path"])
