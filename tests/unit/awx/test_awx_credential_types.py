@@ -105,11 +105,12 @@ def clean_env(monkeypatch):
     return monkeypatch
 
 
+# A field left empty is injected as an empty variable, which the modules take as not given (validators.env_fallback).
 @pytest.mark.parametrize("inputs, expected", [
     ({"url": "https://bao.example:8200", "token": "t0ken"},
-     {"auth_method": "token", "token": "t0ken", "namespace": ""}),
+     {"auth_method": "token", "token": "t0ken", "namespace": None}),
     ({"url": "https://bao.example:8200", "auth_method": "approle", "role_id": "r", "secret_id": "s", "vault_namespace": "team/a"},
-     {"auth_method": "approle", "role_id": "r", "secret_id": "s", "token": "", "namespace": "team/a"}),
+     {"auth_method": "approle", "role_id": "r", "secret_id": "s", "token": None, "namespace": "team/a"}),
     ({"url": "https://bao.example:8200", "auth_method": "", "token": "t0ken"},      # saved empty: AWX takes the first choice
      {"auth_method": "token"}),
 ])
