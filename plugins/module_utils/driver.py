@@ -236,7 +236,7 @@ class Driver:
         except BackOff as exc:
             return self._backed_off(token, exc)
         except FlowError as exc:
-            self._settle(token)
+            self._settle(token, keep=exc.step == "persist")
             return self._failed(token, exc, action=exc.action, step=exc.step, steps=exc.reconcile_steps, details=exc.details)
         except ApiError as exc:
             self._settle(token)
@@ -292,16 +292,17 @@ class Driver:
             # The interrupted step needs nothing done in the product: its intent goes away.
             flow.persist({})
 
-    def _settle(self, token):
+    def _settle(self, token, keep=False):
         """After a failure: withdraw an intent under which nothing changed; keep one under which something may
-        have changed (the record of an unfinished change) but end its lease, so the next run recovers it at once."""
+        have changed (the record of an unfinished change), or whose step could not store what it had (`keep`: a
+        new secret found working, such as a DPA adoption's), but end its lease, so the next run recovers it at once."""
         if token is None or self.check:
             return
         flow = token.flow
         try:
             if not flow.holds_intent:
                 return
-            if not flow.may_have_changed and not token.recovering:
+            if not flow.may_have_changed and not token.recovering and not keep:
                 flow.abandon()
             else:
                 flow.release()

@@ -99,7 +99,9 @@ def test_store_down_during_adoption(runner, dpa, store, tokens):
     if record["secret"] == old and "pending" in record:
         assert record["pending"]["step"] == "adopting" and record["pending"]["new_secret"] == new
         healed = run_dpa(runner, dpa, store, id="reporting")          # the next ordinary run completes the adoption
-        assert healed["action"] == "recovered", healed
+        # ... unless the promotion that sat in OpenBao's socket committed after the read above: nothing left to do.
+        late_promotion = store.backend == "vault" and healed["action"] == "none" and healed["token_id"] == "reporting-new"
+        assert healed["action"] == "recovered" or late_promotion, healed
     else:
         assert store.backend == "vault", record
         healed = run_dpa(runner, dpa, store, id="reporting", refresh_token=new, state="rotated")
