@@ -12,7 +12,7 @@ export ANSIBLE_LOCAL_TEMP := $(CURDIR)/$(BUILD)/ansible-tmp
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 # pytest-xdist workers: one per core (`make test TEST_WORKERS=0` runs in one process).
 TEST_WORKERS ?= auto
-PYTEST := $(PY) -m pytest -n $(TEST_WORKERS)
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 .PHONY: all venv collection interop ee demo test test-busy unit integration sanity lint docs clean
 

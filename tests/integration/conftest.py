@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible.module_utils.json_utils import _filter_non_json_lines
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import normalize_host
 from tests.fixtures.openbao import OpenBaoServer
@@ -257,14 +258,76 @@ class Run:
         """The result of the last task that was not the harness's own."""
         return self.results[-1] if self.results else {}
 
+    @property
+    def output(self):
+        """Everything the run printed: where a traceback would show."""
+        return self.stdout + self.stderr
+
     def __repr__(self):
         return "<Run rc=%s>\n%s\n%s" % (self.rc, self.stdout[-4000:], self.stderr[-2000:])
 
 
+class DirectRun(Run):
+    """Tasks whose modules ran the way Ansible runs them on a host, without ansible-playbook (see Runner.run).
+
+    Only the modules' results exist: reading Ansible's output fails the test, saying how to get it.
+    """
+
+    def __init__(self, rc, results, module_output):   # pylint: disable=super-init-not-called
+        self.rc = rc
+        self.results = results
+        self.module_output = module_output
+
+    @property
+    def output(self):
+        return self.module_output
+
+    @property
+    def stdout(self):
+        raise AssertionError("this run did not go through ansible-playbook: mark the test @pytest.mark.playbook to read Ansible's output")
+
+    stderr = stdout
+
+    def __repr__(self):
+        return "<DirectRun rc=%s>\n%s" % (self.rc, json.dumps(self.results, default=str)[-6000:])
+
+
+class DirectTask:
+    """What finish() needs of a module task started directly."""
+
+    def __init__(self, task):
+        self.task = task
+
+
+def plain_module_tasks(tasks):
+    """Tasks that are only this collection's modules with literal arguments (and environment): no templating, loops,
+    conditions or roles."""
+    if not tasks:
+        return False
+    for task in tasks:
+        modules = [key for key in task if key.startswith("tokenops.rotation.")]
+        if len(modules) != 1 or set(task) - set(modules) - {"name", "register", "ignore_errors", "no_log", "environment"}:
+            return False
+        if "{{" in json.dumps(task, default=str):
+            return False
+    return True
+
+
 class Runner:
-    def __init__(self, tmp_path):
+    """Runs tasks through ansible-playbook at -vvvv, or, for plain module tasks, runs the modules directly.
+
+    A module runs as Ansible runs it on a host (`python module.py args.json`, see ModuleProcess) with the arguments
+    Ansible adds for --check, --diff and -vvvv, and its result is judged as Ansible judges it. That costs a fraction
+    of an ansible-playbook start, which is what most of the suite's time went to. Tests about what Ansible itself does
+    (its output, roles, lookups, templating, the -vvvv leak scans) are marked `playbook` and always go through
+    ansible-playbook; TOKENOPS_TEST_VIA=ansible-playbook sends every run through it.
+    """
+
+    def __init__(self, tmp_path, direct=False):
         self.tmp_path = tmp_path
         self.count = 0
+        self.direct = direct
+        self.modules = ModuleProcess(tmp_path)
 
     def env(self, extra=None):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "STYRA_", "ANSIBLE_"))}
@@ -289,8 +352,13 @@ class Runner:
         path.write_text(yaml.safe_dump(playbook, sort_keys=False))
         return path
 
+    def goes_direct(self, tasks, playbook=None, inventory=None, extra_args=()):
+        return self.direct and playbook is None and inventory is None and not extra_args and plain_module_tasks(tasks)
+
     def start(self, tasks=None, env=None, check=False, diff=False, playbook=None, inventory=None, extra_args=()):
-        """Start ansible-playbook in its own process group; returns (proc, result_file)."""
+        """Start ansible-playbook (or one plain module task) in its own process group; returns (proc, handle) for finish()."""
+        if self.goes_direct(tasks, playbook, inventory, extra_args) and len(tasks) == 1:
+            return self.start_module(tasks[0], env, check, diff), DirectTask(tasks[0])
         path = self.write(tasks, playbook)
         result_file = self.tmp_path / ("results-%d.jsonl" % self.count)
         cmd = [str(BIN / "ansible-playbook"), "-vvvv", "-i", inventory or "localhost,", "-c", "local", str(path)]
@@ -306,6 +374,10 @@ class Runner:
         return proc, result_file
 
     def finish(self, proc, result_file, timeout=180):
+        if isinstance(result_file, DirectTask):
+            printed = []
+            result = self.judge_module(result_file.task, proc, timeout, printed)
+            return DirectRun(2 if result["failed"] and not result_file.task.get("ignore_errors") else 0, [result], "\n".join(printed))
         stdout, stderr = proc.communicate(timeout=timeout)
         OUTPUTS.append(("stdout", stdout))
         OUTPUTS.append(("stderr", stderr))
@@ -317,12 +389,48 @@ class Runner:
         return Run(proc, results, stdout, stderr)
 
     def run(self, tasks=None, env=None, check=False, diff=False, playbook=None, inventory=None, extra_args=(), timeout=180):
+        if self.goes_direct(tasks, playbook, inventory, extra_args):
+            return self.run_modules(tasks, env, check, diff, timeout)
         proc, result_file = self.start(tasks, env, check, diff, playbook, inventory, extra_args)
         return self.finish(proc, result_file, timeout)
 
+    def start_module(self, task, env, check, diff):
+        """The task's module as Ansible starts it on a host, with the arguments Ansible adds and its environment."""
+        fqcn = next(key for key in task if key.startswith("tokenops.rotation."))
+        args = dict(task[fqcn] or {})
+        args.update({"_ansible_check_mode": check, "_ansible_diff": diff, "_ansible_verbosity": 4,
+                     "_ansible_no_log": bool(task.get("no_log")), "_ansible_module_name": fqcn})
+        module_env = self.env(env)
+        module_env["PYTHONPATH"] = collections_path()
+        module_env.update({name: str(value) for name, value in (task.get("environment") or {}).items()})
+        return self.modules.start(fqcn.rsplit(".", 1)[1], args, env=module_env, inherit=False)
+
+    def judge_module(self, task, proc, timeout, printed):
+        """The module's result as the result_file callback records it."""
+        result = self.modules.judge(proc, timeout, printed)
+        result["_task"] = task.get("name") or next(key for key in task if key.startswith("tokenops.rotation."))
+        result["failed"] = bool(result.get("failed"))
+        result["_status"] = "failed" if result["failed"] else ("skipped" if result.get("skipped") else "ok")
+        OUTPUTS.append(("results", json.dumps(result, default=str)))
+        return result
+
+    def run_modules(self, tasks, env, check, diff, timeout):
+        """The tasks' modules one after another, stopping at a failure that is not ignored, as a play does (rc 2)."""
+        results = []
+        printed = []
+        rc = 0
+        for task in tasks:
+            result = self.judge_module(task, self.start_module(task, env, check, diff), timeout, printed)
+            results.append(result)
+            if result["failed"] and not task.get("ignore_errors"):
+                rc = 2
+                break
+        return DirectRun(rc, results, "\n".join(printed))
+
     @staticmethod
     def kill(proc):
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):     # a module run directly may already be dead
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
 
     def crash(self, proc, results, pending):
@@ -359,8 +467,9 @@ def process_alive(pid):
 
 
 @pytest.fixture
-def runner(tmp_path):
-    return Runner(tmp_path)
+def runner(request, tmp_path):
+    direct = not request.node.get_closest_marker("playbook") and os.environ.get("TOKENOPS_TEST_VIA") != "ansible-playbook"
+    return Runner(tmp_path, direct=direct)
 
 
 def das_task(das, store, state="present", env_token=True, **options):
@@ -379,26 +488,102 @@ def das_env(das, store, admin=True):
 
 # ------------------------------------------------------------------ modules run as Ansible runs them, without a playbook
 
+class ForkedModule:
+    """The part of Popen the tests use (pid, returncode, poll, wait, communicate), for a module forked by ModuleProcess."""
+
+    def __init__(self, process, out_path, err_path):
+        self.process = process
+        self.pid = process.pid
+        self.out_path = out_path
+        self.err_path = err_path
+        self.returncode = None
+
+    def poll(self):
+        if self.returncode is None and self.process.exitcode is not None:
+            self.returncode = self.process.exitcode    # negative for a signal, as Popen says it
+            self.process.close()
+        return self.returncode
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
+            self.process.join(timeout)
+            if self.poll() is None:
+                raise subprocess.TimeoutExpired("module process %d" % self.pid, timeout)
+        return self.returncode
+
+    def communicate(self, timeout=None):
+        self.wait(timeout)
+        return (self.out_path.read_text(errors="replace") if self.out_path.exists() else "",
+                self.err_path.read_text(errors="replace") if self.err_path.exists() else "")
+
+
+_FORKSERVER = []
+
+
+def module_forkserver():
+    """multiprocessing's forkserver, started with the installed collection on its path and every module's imports done.
+
+    Started once per test process. Returns (context, the child's function, the modules' sys.path): the work tree's
+    own copy of the collection, first on this process's path for the unit tests, stays out of the modules' path.
+    """
+    if not _FORKSERVER:
+        import multiprocessing
+        from multiprocessing import forkserver
+
+        import module_runner
+
+        here = str(Path(__file__).resolve().parent)
+        first = [collections_path(), here]
+        left_out = set(first) | {"", str(REPO), str(REPO / ".build" / "collections")}
+        modules_path = first + [p for p in sys.path if p not in left_out]
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["module_runner"] + module_runner.PRELOAD)
+        saved = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(first)    # the server's own path, for its preloading
+        try:
+            forkserver.ensure_running()
+        finally:
+            if saved is None:
+                del os.environ["PYTHONPATH"]
+            else:
+                os.environ["PYTHONPATH"] = saved
+        _FORKSERVER.append((context, module_runner.run, modules_path))
+    return _FORKSERVER[0]
+
+
 class ModuleProcess:
     """A module of the installed collection run the way Ansible runs it on a host (`python module.py args.json`).
 
-    Costs a fraction of an ansible-playbook run, so tests that need many runs at once (concurrency) can afford them.
+    Forked from a server that already imported what every module imports (tests/integration/module_runner.py): a run
+    costs a fraction of an ansible-playbook start, so tests can afford many. TOKENOPS_TEST_MODULE_START=exec starts a
+    new interpreter for each run instead, exactly as Ansible does.
     """
 
     def __init__(self, tmp_path):
         self.tmp_path = tmp_path
         self.count = 0
 
-    def start(self, module, args, env=None):
+    def start(self, module, args, env=None, inherit=True):
+        """`inherit=False`: `env` is the whole environment (the Runner's, as ansible-playbook would pass it on)."""
         self.count += 1
         args_file = self.tmp_path / ("module-args-%d.json" % self.count)
         args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
         path = Path(collections_path()) / "ansible_collections" / "tokenops" / "rotation" / "plugins" / "modules" / (module + ".py")
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "STYRA_", "ANSIBLE_", "TSS_"))}
-        full_env["PYTHONPATH"] = collections_path()
+        full_env = {}
+        if inherit:
+            full_env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "STYRA_", "ANSIBLE_", "TSS_"))}
+            full_env["PYTHONPATH"] = collections_path()
         full_env.update(env or {})
-        return subprocess.Popen([sys.executable, str(path), str(args_file)], env=full_env, cwd=str(self.tmp_path),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        if os.environ.get("TOKENOPS_TEST_MODULE_START") == "exec":
+            return subprocess.Popen([sys.executable, str(path), str(args_file)], env=full_env, cwd=str(self.tmp_path),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        context, run, modules_path = module_forkserver()
+        out_path = self.tmp_path / ("module-out-%d.txt" % self.count)
+        err_path = self.tmp_path / ("module-err-%d.txt" % self.count)
+        child_args = (str(path), str(args_file), full_env, str(self.tmp_path), str(out_path), str(err_path), modules_path)
+        process = context.Process(target=run, args=child_args, daemon=True)
+        process.start()
+        return ForkedModule(process, out_path, err_path)
 
     @staticmethod
     def finish(proc, timeout=300):
@@ -409,6 +594,35 @@ class ModuleProcess:
             return json.loads(stdout)
         except ValueError:
             raise AssertionError("the module printed no JSON result (rc %s): %s %s" % (proc.returncode, stdout[-2000:], stderr[-2000:]))
+
+    @staticmethod
+    def judge(proc, timeout=300, printed=None):
+        """The module's result as Ansible would report it: output that is not a JSON result is a MODULE FAILURE."""
+        stdout, stderr = proc.communicate(timeout=timeout)
+        OUTPUTS.append(("module stdout", stdout))
+        OUTPUTS.append(("module stderr", stderr))
+        if printed is not None:
+            printed.extend((stdout, stderr))
+        try:
+            filtered, _noise = _filter_non_json_lines(stdout, objects_only=True)    # as the controller reads it
+            result = json.loads(filtered)
+        except ValueError:
+            return {"failed": True, "msg": "MODULE FAILURE", "rc": proc.returncode, "module_stdout": stdout, "module_stderr": stderr}
+        if not isinstance(result, dict):
+            return {"failed": True, "msg": "MODULE FAILURE: not a JSON object", "module_stdout": stdout}
+        if proc.returncode and not result.get("failed"):
+            result["failed"] = True
+        result.setdefault("changed", False)         # Ansible's task result always says
+        for key in ("warnings", "deprecations"):   # a module sends summaries; the result Ansible hands on has their text
+            if isinstance(result.get(key), list):
+                result[key] = [_message_text(item) for item in result[key]]
+        return result
+
+
+def _message_text(item):
+    if not isinstance(item, dict):
+        return item
+    return (item.get("event") or item).get("msg")
 
 
 @pytest.fixture

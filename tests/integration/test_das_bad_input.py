@@ -47,7 +47,7 @@ def _assert_refused(run, das, needle):
     assert result["failed"], result
     assert needle in result["msg"], result["msg"]
     # ansible-core 2.19 marks every failure "(traceback unavailable)" at -vvv; a real one would be a Python traceback.
-    assert "Traceback (most recent call last)" not in run.stdout + run.stderr
+    assert "Traceback (most recent call last)" not in run.output
     assert result.get("exception", "(traceback unavailable)") == "(traceback unavailable)", result["exception"]
     assert das.sim.count() == 0, [(r.method, r.path) for r in das.sim.requests]
 

@@ -211,6 +211,7 @@ def test_adopted_refresher_learns_its_expiry_and_renews_itself_within_rotate_bef
     assert das.sim.secret_works(store.entry("das", das.host, "application-token")["secret"]) and not das.sim.secret_works(app)
 
 
+@pytest.mark.playbook   # reads what Ansible prints
 def test_a_refresher_that_cannot_renew_warns_before_it_expires(runner, das, file_store):
     refresher_secret = das.sim.seed_token("token-refresher", roles=REFRESHER_ROLES, ttl="2h")
     refresher = {"id": "token-refresher", "initial_secret": refresher_secret,
@@ -249,6 +250,7 @@ def test_check_mode_predicts_and_touches_nothing(runner, das, store):
         assert das.sim.count(writes_only=True) == 0 and store.writes() == writes
 
 
+@pytest.mark.playbook   # reads what Ansible prints
 def test_diff_shows_fingerprints_never_secrets(runner, das, file_store):
     run = runner.run([das_task(das, file_store, id="app", **APP)], env=das_env(das, file_store), diff=True)
     record = file_store.entry("das", das.host, "app")

@@ -69,6 +69,6 @@ def test_bad_input_refused_before_any_request(runner, dpa, file_store):
         result = results[name]
         assert result["failed"] and needle in result["msg"], (name, result.get("msg"))
         assert result.get("exception", "(traceback unavailable)") == "(traceback unavailable)", (name, result["exception"])
-    assert "Traceback (most recent call last)" not in run.stdout + run.stderr
+    assert "Traceback (most recent call last)" not in run.output
     assert dpa.sim.count() == 0, [(r.method, r.path) for r in dpa.sim.requests]
     assert not file_store.file_path.exists()

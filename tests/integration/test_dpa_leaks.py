@@ -15,7 +15,7 @@ from dpa_fixtures import dpa_task
 # Fixtures: pytest finds them by name in this module.
 from dpa_fixtures import dpa, dpa_factory  # noqa: F401  # pylint: disable=unused-import
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.playbook]   # the -vvvv output of Ansible is what is searched
 
 
 def scenario(runner, dpa, store):

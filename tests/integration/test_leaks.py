@@ -12,7 +12,7 @@ import requests
 import conftest
 from conftest import das_env, das_task
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.playbook]   # the -vvvv output of Ansible is what is searched
 
 APP = {"description": "app", "allow_path_patterns": ["^/v1/data/.*"], "ttl": "24h"}
 

@@ -10,7 +10,7 @@ import pytest
 import conftest
 from openpayments_fixtures import op, op_env, op_factory, op_task, pem_canary  # noqa: F401 pylint: disable=unused-import
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.playbook]   # the -vvvv output of Ansible is what is searched
 
 
 def scenario(runner, op, store):

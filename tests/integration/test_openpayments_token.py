@@ -155,6 +155,7 @@ def test_check_mode_predicts_and_sends_nothing(runner, op, store):
         assert store.writes() == writes
 
 
+@pytest.mark.playbook   # reads what Ansible prints
 def test_diff_shows_fingerprints_never_tokens(runner, op, file_store):
     run = runner.run([op_task(op, file_store, id="app", access=op.incoming)], env=op_env(op, file_store), diff=True)
     record = record_of(file_store, op)

@@ -54,6 +54,6 @@ def test_bad_input_refused_before_any_request(runner, ss, file_store):
         assert result["failed"] and needle in result["msg"], (name, result.get("msg"))
         # ansible-core 2.19 marks every failure "(traceback unavailable)" at -vvv; a real one would be a Python traceback.
         assert result.get("exception", "(traceback unavailable)") == "(traceback unavailable)", (name, result["exception"])
-    assert "Traceback (most recent call last)" not in run.stdout + run.stderr
+    assert "Traceback (most recent call last)" not in run.output
     assert ss.sim.count() == 0 and ss.sim.platform.count() == 0, [(r.method, r.path) for r in ss.sim.requests]
     assert not file_store.file_path.exists()

@@ -57,6 +57,7 @@ def test_consumers_read_secrets_with_the_stored_token(runner, ss_factory, bao, b
     first = read_entry(bao, bao_store, "secretserver", ss.host, USER)["secret"]
     assert reads_secret(ss, first, secret_id)
 
+    ss.sim.clock.advance(60)      # the refresh comes a minute later, so its session outlives the first by that minute
     refreshed = run_ss(runner, ss, bao_store, max_age="0s")
     assert refreshed["action"] == "rotated" and refreshed["method"] == "refresh", refreshed
     second = read_entry(bao, bao_store, "secretserver", ss.host, USER)["secret"]

@@ -12,7 +12,7 @@ import conftest
 import secretserver_fixtures
 from secretserver_fixtures import USER, platform_task, ss_env, ss_task
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.playbook]   # the -vvvv output of Ansible is what is searched
 ss, ss_factory = secretserver_fixtures.ss, secretserver_fixtures.ss_factory   # the simulator fixtures
 
 TOKEN = r"^/SecretServer/oauth2/token$"

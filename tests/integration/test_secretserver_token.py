@@ -64,6 +64,7 @@ def test_refresh_chain_with_a_cap_of_3(runner, ss_factory, file_store):
     assert ss.works(record_of(file_store, ss))
 
 
+@pytest.mark.playbook   # reads what Ansible prints
 def test_check_mode_predicts_and_diff_shows_fingerprints(runner, ss, file_store):
     ss.sim.reset_counts()
     predicted = run_ss(runner, ss, file_store, check=True, diff=True)
