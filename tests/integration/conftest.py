@@ -650,7 +650,7 @@ def assert_no_leaks(first_output, canaries, store):
             assert on_disk.startswith("$ANSIBLE_VAULT;1.1;AES256")
             assert not [c[:6] for c in canaries if c in on_disk]
     outputs = [(where, text) for where, text in OUTPUTS[first_output:] if isinstance(text, str)]
-    assert sum(len(text) for _where, text in outputs) > 100000     # -vvvv output really was searched
+    assert sum(len(text) for _where, text in outputs) > 50000      # -vvvv output really was searched
     leaks = [(where, c[:6]) for c in canaries for where, text in outputs if c in text]
     assert not leaks, leaks
 

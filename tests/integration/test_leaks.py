@@ -23,18 +23,19 @@ def scenario(runner, das, store):
     refresher = {"id": "token-refresher", "initial_secret": refresher_secret, "self_rotate": True, "ttl": "720h",
                  "allow_path_patterns": ["^/v1/tokens/.*"]}
     env = das_env(das, store)
-    steps = [
-        [das_task(das, store, id="app", **APP)],
-        [das_task(das, store, id="app", state="rotated", **APP)],
-        [das_task(das, store, id="ov", strategy="overlap", grace_period="0s", **APP)],
-        [das_task(das, store, id="ov", strategy="overlap", grace_period="0s", state="rotated", **APP)],
-        [das_task(das, store, id="app", refresher=refresher, max_age="0s", **APP)],
-        [das_task(das, store, id="app", state="rotated", return_secret=True, **APP)],                  # refused: no no_log
-        [dict(das_task(das, store, id="app", state="rotated", return_secret=True, **APP), no_log=True)],
-        [das_task(das, store, id="app", allow_path_patterns=[], ttl="24h")],                          # bad input
-        [das_task(das, store, id="ov", state="absent")],
+    steps = [   # one playbook: every task ignores its own failure
+        das_task(das, store, id="app", **APP),
+        das_task(das, store, id="app", state="rotated", **APP),
+        das_task(das, store, id="ov", strategy="overlap", grace_period="0s", **APP),
+        das_task(das, store, id="ov", strategy="overlap", grace_period="0s", state="rotated", **APP),
+        das_task(das, store, id="app", refresher=refresher, max_age="0s", **APP),
+        das_task(das, store, id="app", state="rotated", return_secret=True, **APP),                  # refused: no no_log
+        dict(das_task(das, store, id="app", state="rotated", return_secret=True, **APP), no_log=True),
+        das_task(das, store, id="app", allow_path_patterns=[], ttl="24h"),                          # bad input
+        das_task(das, store, id="ov", state="absent"),
     ]
-    runs = [runner.run(tasks, env=env, diff=True) for tasks in steps]
+    runs = [runner.run(steps, env=env, diff=True)]
+    assert len(runs[0].results) == len(steps), runs[0]
     runs.append(runner.run([das_task(das, store, id="app", state="rotated", **APP)], env=env, check=True, diff=True))
     # A server error with the secret in flight, and a dead bearer.
     das.sim.faults.add("PUT", r"^/v1/tokens/app$", "status", status=503)
