@@ -67,9 +67,20 @@ unit: venv interop
 integration: collection interop
 	$(PYTEST) tests/integration
 
-# Sanity and lint first: they are quick to fail. pytest last: its summary closes the output.
-test: collection sanity lint interop
-	$(PYTEST) tests/unit tests/integration
+# Sanity and lint run beside pytest (most of sanity is pip filling ansible-test's virtual
+# environments, time the tests' waiting on servers leaves free); their output follows pytest's, and
+# the last line says how each of the three ended.
+test: collection interop
+	@rm -f $(BUILD)/sanity.log
+	@echo "ansible-test sanity and ansible-lint run in the background; their output follows pytest's"
+	@( { $(PY) hacking/sanity.py; echo "sanity=$$?"; $(BIN)/ansible-lint --profile production --offline roles playbooks; \
+	     echo "lint=$$?"; } > $(BUILD)/sanity.log 2>&1 ) & \
+	tests=0; $(PYTEST) tests/unit tests/integration || tests=$$?; \
+	wait; echo "==== ansible-test sanity, then ansible-lint (ran beside pytest) ===="; \
+	grep -v '^sanity=\|^lint=' $(BUILD)/sanity.log; \
+	sanity=$$(sed -n 's/^sanity=//p' $(BUILD)/sanity.log); lint=$$(sed -n 's/^lint=//p' $(BUILD)/sanity.log); \
+	echo "make test: sanity rc $${sanity:-missing}, lint rc $${lint:-missing}, pytest rc $$tests"; \
+	[ "$$sanity" = 0 ] && [ "$$lint" = 0 ] && [ "$$tests" = 0 ]
 
 # The same, while busy loops keep every core loaded (the harness starts and stops them): a loaded CI machine.
 test-busy:

@@ -128,6 +128,46 @@ def _dump():
         handle.write(json.dumps(record) + "\n")
 
 
+def _cprofile(path):
+    """TOKENOPS_BENCH_CPROFILE=path: cProfile every thread of the module process, merged into path.pid (pstats)."""
+    import cProfile
+    import pstats
+    profiles = []
+
+    def start():
+        profile = cProfile.Profile(time.thread_time)   # CPU: wall inside a call is mostly waiting for the GIL
+        with _LOCK:
+            profiles.append(profile)
+        profile.enable()
+        return profile
+
+    run = threading.Thread.run
+
+    def profiled_run(self):
+        profile = start()
+        try:
+            run(self)
+        finally:
+            profile.disable()
+
+    def dump():
+        main.disable()
+        stats = None
+        for profile in profiles:
+            try:
+                stats = pstats.Stats(profile) if stats is None else stats.add(profile)
+            except TypeError:   # a profile that saw no call
+                continue
+        if stats is not None:
+            stats.dump_stats("%s.%d" % (path, os.getpid()))
+
+    threading.Thread.run = profiled_run
+    main = start()
+    atexit.register(dump)
+
+
 if _OUT:
     sys.meta_path.insert(0, _Finder())
     atexit.register(_dump)
+    if os.environ.get("TOKENOPS_BENCH_CPROFILE") and "AnsiballZ" in (sys.argv[0] if sys.argv else ""):
+        _cprofile(os.environ["TOKENOPS_BENCH_CPROFILE"])

@@ -28,7 +28,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     HAS_REQUESTS = False
     REQUESTS_IMPORT_ERROR = traceback.format_exc()
 
-from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import EnvironmentSettings
+from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import Transport
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     Entry,
     Store,
@@ -118,7 +118,7 @@ class VaultStore(Store):
         self._secret_id = secret_id
         self._token = token if auth_method == 'token' else None
         self._request_log = request_log
-        self._session = None
+        self._transport = None
         self._redact = set()
         for value in (token, secret_id):
             if value:
@@ -142,9 +142,9 @@ class VaultStore(Store):
         return text
 
     def close(self):
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
 
     def _scrub(self, text, extra=None):
         text = str(text)
@@ -159,18 +159,11 @@ class VaultStore(Store):
     def _fail(self, cls, op, path, detail, extra=None):
         raise cls(self._scrub('vault store (%s): %s %s failed: %s' % (self.describe(), op, path, detail), extra))
 
-    def _get_session(self):
-        if self._session is None:
-            session = requests.Session()
-            session.trust_env = False     # the environment is read once, by EnvironmentSettings
+    def _get_transport(self):
+        if self._transport is None:
             # as many kept-alive connections as a module's threads use at once, or they are closed and opened again
-            adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE, max_retries=0)
-            session.mount('https://', adapter)
-            session.mount('http://', adapter)
-            self._environment = EnvironmentSettings(self.verify)
-            session.verify = self._environment.verify
-            self._session = session
-        return self._session
+            self._transport = Transport(self.verify, POOL_SIZE, pool_connections=4)
+        return self._transport
 
     @staticmethod
     def _errors(response):
@@ -195,7 +188,7 @@ class VaultStore(Store):
 
     def _send(self, method, api_path, op, path, body=None, token=None, extra=None):
         """One request with read retries; returns the response (any status) or raises StoreUnavailable."""
-        session = self._get_session()
+        transport = self._get_transport()
         headers = {}
         if token:
             headers['X-Vault-Token'] = token
@@ -208,9 +201,8 @@ class VaultStore(Store):
                 self._request_log(method, api_path)
             try:
                 # verify is passed on every request: a session-level value loses to REQUESTS_CA_BUNDLE
-                response = session.request(method, self.url + api_path, json=body, headers=headers, timeout=self.timeout,
-                                           verify=self._environment.verify, allow_redirects=False,
-                                           proxies=self._environment.proxies(self.url))
+                response = transport.send(method, self.url + api_path, json=body, headers=headers, timeout=self.timeout,
+                                          allow_redirects=False)
             except requests.exceptions.SSLError as exc:
                 self._fail(StoreUnavailable, op, path, 'TLS error talking to %s (check store.ca_cert / validate_certs): %s'
                            % (self.url, exc.__class__.__name__), extra)

@@ -28,6 +28,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.http_client impo
     SecretMask,
     default_error_parser,
     parse_retry_after,
+    Transport,
 )
 from tests.simulators.base import HttpError, SimServer
 
@@ -735,3 +736,77 @@ def test_json_body_is_utf8_as_a_reserialising_server_digests_it(sleeps):
     assert body == '{"name":"Zoë","n":1}'.encode("utf-8")
     assert body == json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     assert target == "/signed?x=1&y=%C3%A9"          # the harness keeps the raw request target for signature checks
+
+
+# ---- Transport: prepared requests straight to the pool, keeping what a session did for us --------
+
+class _SessionHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.seen.append({"path": self.path, "method": self.command, "port": self.client_address[1],
+                                 "cookie": self.headers.get("Cookie"), "agent": self.headers.get("User-Agent"),
+                                 "auth": self.headers.get("Authorization"), "body": body})
+        extra = []
+        if self.path == "/login":
+            extra.append(("Set-Cookie", "AWSALB=node-2; Path=/"))
+        if self.path == "/moved":
+            self.send_response(307)
+            self.send_header("Location", "/moved-here")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        payload = json.dumps({"path": self.path}).encode()
+        self.send_response(200)
+        for name, value in extra:
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = _answer
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def session_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SessionHandler)
+    server.daemon_threads = True
+    server.seen = []
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    yield server, "http://127.0.0.1:%d" % server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def test_transport_keeps_cookies_the_user_agent_and_one_kept_alive_connection(session_server):
+    server, url = session_server
+    transport = Transport(True, 4, user_agent="tokenops.rotation")
+    transport.send("POST", url + "/login", json={"a": 1}, timeout=5)
+    for _ in range(3):
+        assert transport.send("GET", url + "/read", headers={"Authorization": "Bearer x"}, timeout=5).json() == {"path": "/read"}
+    transport.close()
+    login, reads = server.seen[0], server.seen[1:]
+    assert login["body"] == b'{"a": 1}' and login["agent"] == "tokenops.rotation"
+    assert [r["cookie"] for r in reads] == ["AWSALB=node-2"] * 3          # a load balancer's affinity cookie goes back
+    assert {r["auth"] for r in reads} == {"Bearer x"}
+    assert len({r["port"] for r in server.seen}) == 1                      # the body was read: the connection was reused
+
+
+def test_transport_follows_a_redirect_only_when_asked(session_server):
+    server, url = session_server
+    transport = Transport(True, 4)
+    followed = transport.send("GET", url + "/moved", timeout=5)
+    assert followed.status_code == 200 and followed.json() == {"path": "/moved-here"}
+    assert [r.status_code for r in followed.history] == [307]
+    kept = transport.send("GET", url + "/moved", timeout=5, allow_redirects=False)
+    assert kept.status_code == 307 and kept.headers["Location"] == "/moved-here"
+    transport.close()
+    assert [r["path"] for r in server.seen] == ["/moved", "/moved-here", "/moved"]
