@@ -123,18 +123,24 @@ class _RawHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def raw_server():
-    """A loopback server answering fixed (status, content type, text) per path: for non-JSON bodies."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RawHandler)
+def _serve(handler, **attributes):
+    """(server, base URL) of a loopback server with handler, until the generator is closed."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    server.answers = {}
+    for name, value in attributes.items():
+        setattr(server, name, value)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     yield server, "http://127.0.0.1:%d" % server.server_address[1]
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
+
+
+@pytest.fixture
+def raw_server():
+    """A loopback server answering fixed (status, content type, text) per path: for non-JSON bodies."""
+    yield from _serve(_RawHandler, answers={})
 
 
 def _closed_port():
@@ -775,15 +781,8 @@ class _SessionHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def session_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SessionHandler)
-    server.daemon_threads = True
-    server.seen = []
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield server, "http://127.0.0.1:%d" % server.server_address[1]
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    """A loopback server that records what each request carried: cookie, agent, client port."""
+    yield from _serve(_SessionHandler, seen=[])
 
 
 def test_transport_keeps_cookies_the_user_agent_and_one_kept_alive_connection(session_server):
