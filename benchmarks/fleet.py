@@ -395,7 +395,7 @@ def main():
                 floor_das = len(bench.das_requests(das_from))
                 floor_vault = len([r for r in bench.audit_requests(audit_from) if r[2].startswith("secret/")])
                 a_runs, b_runs = [rotated], [floor]
-                for _ in range(args.repeat - 1):   # alternately, so that a change in the machine's load hits both
+                for _repeat in range(args.repeat - 1):   # alternately, so that a change in the machine's load hits both
                     log("%d tokens, %s store: (a) and (b) again" % (n, kind))
                     a_runs.append(bench.collection(kind, n, ids, "rotated", args.concurrency)[0])
                     b_runs.append(bench.floor(kind, n, template, concurrency))
@@ -487,9 +487,9 @@ def report(args, rows, uri, profiles, sweep, concurrency, load_before, load_afte
                    % (len(rows[0]["a_runs"]), "; ".join("%d tokens, %s store: a %s, b %s" % (
                        r["tokens"], r["store"], " / ".join("%.1f" % x for x in r["a_runs"]),
                        " / ".join("%.1f" % x for x in r["b_runs"])) for r in rows)))
-    out.append("DAS and OpenBao KV calls, the collection's (a) against the floor's (b): "
-               + "; ".join("%d tokens, %s store: %d / %d DAS, %d / %d KV" % (r["tokens"], r["store"], r["a_das"], r["floor_das"],
-                                                                           r["a_vault"], r["floor_vault"]) for r in rows) + ".")
+    calls = ["%d tokens, %s store: %d / %d DAS, %d / %d KV" % (r["tokens"], r["store"], r["a_das"], r["floor_das"], r["a_vault"], r["floor_vault"])
+             for r in rows]
+    out.append("DAS and OpenBao KV calls, the collection's (a) against the floor's (b): " + "; ".join(calls) + ".")
     if uri:
         n, (per, seconds, empty) = min(uri.items())
         out.append("(c) took %.1f s for %d tokens, of which %.1f s is an empty playbook's start-up: %.0f ms per token."

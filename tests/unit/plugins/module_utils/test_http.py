@@ -789,7 +789,7 @@ def test_transport_keeps_cookies_the_user_agent_and_one_kept_alive_connection(se
     server, url = session_server
     transport = Transport(True, 4, user_agent="tokenops.rotation")
     transport.send("POST", url + "/login", json={"a": 1}, timeout=5)
-    for _ in range(3):
+    for _read in range(3):
         assert transport.send("GET", url + "/read", headers={"Authorization": "Bearer x"}, timeout=5).json() == {"path": "/read"}
     transport.close()
     login, reads = server.seen[0], server.seen[1:]
