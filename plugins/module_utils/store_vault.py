@@ -200,7 +200,6 @@ class VaultStore(Store):
             if self._request_log is not None:
                 self._request_log(method, api_path)
             try:
-                # verify is passed on every request: a session-level value loses to REQUESTS_CA_BUNDLE
                 response = transport.send(method, self.url + api_path, json=body, headers=headers, timeout=self.timeout,
                                           allow_redirects=False)
             except requests.exceptions.SSLError as exc:
