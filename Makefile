@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 TEST_WORKERS ?= auto
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
-.PHONY: all venv collection interop ee demo test test-busy unit integration sanity lint docs clean
+.PHONY: all venv collection interop system-packages ee demo test test-busy unit integration sanity lint docs clean
 
 all: test
 
@@ -46,6 +46,24 @@ $(INTEROP)/node_modules/.installed: $(INTEROP)/package.json $(INTEROP)/package-l
 
 interop: $(INTEROP)/node_modules/.installed
 
+# Debian packages some tests need (tests/system-packages.txt): installed where this runs as root with
+# apt-get; anywhere else the tests that need them skip, saying why.
+SYSTEM_PACKAGES := $(shell sed -e 's/\#.*//' tests/system-packages.txt)
+$(BUILD)/.system-packages: tests/system-packages.txt
+	@mkdir -p $(BUILD)
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian packages for the tests: $$missing"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; } \
+			>$(BUILD)/system-packages.log 2>&1 || echo "could not install $$missing (see $(BUILD)/system-packages.log): the tests that need them skip"; \
+	else \
+		echo "not installed, and no root apt-get here: $$missing; the tests that need them skip"; \
+	fi
+	@touch $@
+
+system-packages: $(BUILD)/.system-packages
+
 # The execution environment's build context (execution-environment.yml); `podman build` or
 # `ansible-builder build` turns it into the image AWX runs.
 ee: collection
@@ -61,16 +79,16 @@ sanity: venv
 lint: collection
 	$(BIN)/ansible-lint --profile production --offline roles playbooks
 
-unit: venv interop
+unit: venv interop system-packages
 	$(PYTEST) tests/unit
 
-integration: collection interop
+integration: collection interop system-packages
 	$(PYTEST) tests/integration
 
 # Sanity and lint run beside pytest (most of sanity is pip filling ansible-test's virtual
 # environments, time the tests' waiting on servers leaves free); their output follows pytest's, and
 # the last line says how each of the three ended.
-test: collection interop
+test: collection interop system-packages
 	@rm -f $(BUILD)/sanity.log
 	@echo "ansible-test sanity and ansible-lint run in the background; their output follows pytest's"
 	@( { $(PY) hacking/sanity.py; echo "sanity=$$?"; $(BIN)/ansible-lint --profile production --offline roles playbooks; \
