@@ -10,11 +10,15 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/$(INSTALLED)
 export TOKENOPS_COLLECTIONS_PATH := $(CURDIR)/$(INSTALLED)
 export ANSIBLE_LOCAL_TEMP := $(CURDIR)/$(BUILD)/ansible-tmp
 export PATH := $(CURDIR)/$(BIN):$(PATH)
-# pytest-xdist workers: one per core (`make test TEST_WORKERS=0` runs in one process).
+# pytest-xdist workers: one per core (`make test TEST_WORKERS=0` runs in one process). Every run lists its 25
+# slowest tests, so a test that became slow shows at once.
 TEST_WORKERS ?= auto
-PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=25
+# Sanity and lint write caches under HOME (ansible-test's get-pip, ansible-lint's ansible-compat); they get one of
+# their own, so the tests' guard on the real HOME (TOKENOPS_TEST_HOME_GUARD, see tests/conftest.py) sees only pytest.
+TOOLS_HOME := $(CURDIR)/$(BUILD)/tools-home
 
-.PHONY: all venv collection interop system-packages ee demo test test-busy unit integration sanity lint docs clean
+.PHONY: all venv collection interop system-packages ee demo test test-quick test-busy unit integration sanity lint docs clean
 
 all: test
 
@@ -85,14 +89,19 @@ unit: venv interop system-packages
 integration: collection interop system-packages
 	$(PYTEST) tests/integration
 
+# The edit loop: the unit tests and the simulators' own tests, no playbooks, no OpenBao (about a minute on 2 cores).
+test-quick: venv interop
+	$(PYTEST) tests/unit
+
 # Sanity and lint run beside pytest (most of sanity is pip filling ansible-test's virtual
 # environments, time the tests' waiting on servers leaves free); their output follows pytest's, and
 # the last line says how each of the three ended.
 test: collection interop system-packages
 	@rm -f $(BUILD)/sanity.log
 	@echo "ansible-test sanity and ansible-lint run in the background; their output follows pytest's"
-	@( { $(PY) hacking/sanity.py; echo "sanity=$$?"; $(BIN)/ansible-lint --profile production --offline roles playbooks; \
-	     echo "lint=$$?"; } > $(BUILD)/sanity.log 2>&1 ) & \
+	@mkdir -p $(TOOLS_HOME)
+	@( export HOME=$(TOOLS_HOME); { $(PY) hacking/sanity.py; echo "sanity=$$?"; \
+	     $(BIN)/ansible-lint --profile production --offline roles playbooks; echo "lint=$$?"; } > $(BUILD)/sanity.log 2>&1 ) & \
 	tests=0; $(PYTEST) tests/unit tests/integration || tests=$$?; \
 	wait; echo "==== ansible-test sanity, then ansible-lint (ran beside pytest) ===="; \
 	grep -v '^sanity=\|^lint=' $(BUILD)/sanity.log; \

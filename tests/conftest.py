@@ -1,8 +1,25 @@
-"""Shared test set-up: import paths for the collection, the simulators and OpenBao."""
+"""Shared test set-up: import paths for the collection, the simulators and OpenBao, and hermetic runs.
 
+Hermetic runs: no test, and no process a test starts, reads or writes the real home directory, the user's
+~/.ansible or the system temp folder outside the session's own area. The session gets one folder of its own
+(TOKENOPS_TEST_AREA, under the system temp folder); each pytest process, and then each test, gets its own HOME,
+ANSIBLE_HOME, ANSIBLE_LOCAL_TEMP, ANSIBLE_REMOTE_TEMP, TMPDIR, XDG folders and collections path inside it, through
+the environment every child inherits. Anything a test relies on that would live in a home directory (the file
+store's default folder, say), the test creates.
+
+TOKENOPS_TEST_HOME_GUARD=1 (set by .ci/run, whose HOME is a new empty folder): the controlling pytest lists what is
+under the real HOME when the session starts and fails the session if anything there was added, changed or removed
+by the end. Sanity and lint, which make runs beside pytest, get a HOME of their own for that reason.
+"""
+
+import itertools
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -26,13 +43,130 @@ for path in (str(REPO), str(_dev_collection_link())):
         sys.path.insert(0, path)
 
 
+# ------------------------------------------------------------------ hermetic runs
+
+ISOLATED_VARIABLES = ("HOME", "ANSIBLE_HOME", "ANSIBLE_LOCAL_TEMP", "ANSIBLE_REMOTE_TEMP", "TMPDIR",
+                      "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "ANSIBLE_COLLECTIONS_PATH")
+GUARDED_HOME = []      # the real HOME and what was under it at the start (controlling process, with the guard on)
+_TEST_AREAS = itertools.count(1)
+
+
+def collections_path():
+    """The installed collection (make), else the work tree through the dev link."""
+    return os.environ.get("TOKENOPS_COLLECTIONS_PATH") or str(DEV_COLLECTIONS)
+
+
+def isolated_environment(area):
+    """The variables that keep a process, and every process it starts, inside `area` (created here)."""
+    area = Path(area)
+    env = {
+        "HOME": area / "home",
+        "ANSIBLE_HOME": area / "home" / ".ansible",
+        "ANSIBLE_LOCAL_TEMP": area / "ansible-local",
+        "ANSIBLE_REMOTE_TEMP": area / "ansible-remote",
+        "TMPDIR": area / "tmp",
+        "XDG_CONFIG_HOME": area / "home" / ".config",
+        "XDG_CACHE_HOME": area / "home" / ".cache",
+        "XDG_DATA_HOME": area / "home" / ".local" / "share",
+        "XDG_STATE_HOME": area / "home" / ".local" / "state",
+    }
+    for folder in ("HOME", "ANSIBLE_LOCAL_TEMP", "ANSIBLE_REMOTE_TEMP", "TMPDIR"):
+        env[folder].mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = {name: str(value) for name, value in env.items()}
+    # Only the collection under test: never the user's ~/.ansible/collections or /usr/share/ansible/collections.
+    env["ANSIBLE_COLLECTIONS_PATH"] = collections_path()
+    return env
+
+
+def enter(env):
+    """Make `env` this process's environment (and tempfile's, which caches its folder)."""
+    os.environ.update(env)
+    tempfile.tempdir = None
+
+
+def home_listing(home):
+    """Every entry under `home` with what would show a write: type, size and modification time."""
+    listing = {}
+    for folder, dirs, files in os.walk(home):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            # A folder's size and time change when an entry is added or removed in it; that entry shows itself.
+            listing[path] = None if name in dirs else (info.st_mode, info.st_size, info.st_mtime_ns)
+    return listing
+
+
+def home_changes(before, after):
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(path for path in set(before) & set(after) if before[path] != after[path])
+    return ["added %s" % p for p in added] + ["removed %s" % p for p in removed] + ["changed %s" % p for p in changed]
+
+
+def _start_hermetic_session(config):
+    """Controlling process: the session's area, its own environment, and the real HOME's listing if guarded."""
+    real_home = os.environ.get("HOME") or os.path.expanduser("~")
+    if os.environ.get("TOKENOPS_TEST_HOME_GUARD") == "1" and os.path.isdir(real_home):
+        GUARDED_HOME.append((real_home, home_listing(real_home)))
+    area = Path(tempfile.mkdtemp(prefix="tokenops-tests-"))
+    config.tokenops_area = area
+    os.environ["TOKENOPS_TEST_AREA"] = str(area)
+    if not config.option.basetemp:
+        config.option.basetemp = str(area / "pytest")   # short paths: unix sockets under tmp_path stay under 108 bytes
+    enter(isolated_environment(area / "main"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    """Controlling process, with the guard on: the session fails if anything under the real HOME changed."""
+    if hasattr(session.config, "workerinput"):
+        return
+    if GUARDED_HOME:
+        home, before = GUARDED_HOME.pop()
+        changes = home_changes(before, home_listing(home))
+        if changes:
+            sys.stderr.write("\nTOKENOPS_TEST_HOME_GUARD: the session wrote under the real HOME %s:\n  %s\n"
+                             % (home, "\n  ".join(changes[:50])))
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    session.config.tokenops_exitstatus = session.exitstatus
+
+
+def _finish_hermetic_session(config):
+    """Controlling process: remove the session's area, unless the session failed (its files help to see why)."""
+    area = getattr(config, "tokenops_area", None)
+    if area is None:
+        return
+    if getattr(config, "tokenops_exitstatus", None) == 0 and os.environ.get("TOKENOPS_TEST_KEEP_AREA") != "1":
+        shutil.rmtree(area, ignore_errors=True)
+    else:
+        sys.stderr.write("The session's files (HOME, temp folders, tmp_path) are kept in %s\n" % area)
+
+
+@pytest.fixture(autouse=True)
+def hermetic_test(monkeypatch):
+    """Each test, and every process it starts, gets its own HOME, Ansible folders, TMPDIR and collections path."""
+    area = Path(os.environ["TOKENOPS_TEST_AREA"]) / os.environ.get("PYTEST_XDIST_WORKER", "main") / ("t%d" % next(_TEST_AREAS))
+    for name, value in isolated_environment(area).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    yield area
+
+
 # TOKENOPS_TEST_BUSY=N (`make test-busy`): N processes that each keep a core busy for the whole session, so the
 # suite proves it holds on a loaded CI machine. Started once by the controlling pytest (not by each xdist worker);
 # each stops by itself when that pytest is gone, even if it was killed.
 BUSY_LOOP = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    sum(range(100000))\n"
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
+    if hasattr(config, "workerinput"):   # an xdist worker: its own folders inside the session's area
+        enter(isolated_environment(Path(os.environ["TOKENOPS_TEST_AREA"]) / config.workerinput["workerid"]))
+    else:
+        _start_hermetic_session(config)
     wanted = os.environ.get("TOKENOPS_TEST_BUSY", "").strip()
     if not wanted or hasattr(config, "workerinput"):
         return
@@ -46,6 +180,8 @@ def pytest_unconfigure(config):
     for proc in getattr(config, "busy_loops", []):
         proc.kill()
         proc.wait()
+    if not hasattr(config, "workerinput"):
+        _finish_hermetic_session(config)
 
 
 def pytest_report_header(config):

@@ -191,7 +191,7 @@ class AwxJob:
         # The execution node's own environment: nothing of the test process's (no VAULT_*, no ANSIBLE_*).
         self.home.mkdir(parents=True, exist_ok=True)
         process_env = {"PATH": "%s:%s" % (conftest.BIN, os.environ.get("PATH", "/usr/bin:/bin")), "HOME": str(self.home),
-                       "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+                       "TMPDIR": os.environ.get("TMPDIR", str(self.root)), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
         # A failed job is a result to look at, not an error of the harness: check=False.
         proc = subprocess.run([str(conftest.BIN / "ansible-runner"), "run", str(self.root), "-p", self.playbook, "--ident", ident],
                               env=process_env, cwd=str(self.root), capture_output=True, text=True, timeout=timeout + 60, check=False)

@@ -330,7 +330,9 @@ class Runner:
         self.modules = ModuleProcess(tmp_path)
 
     def env(self, extra=None):
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "STYRA_", "ANSIBLE_"))}
+        # Nothing of the test process's Vault, DAS or Ansible settings, but its own HOME and Ansible folders.
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("VAULT_", "STYRA_", "ANSIBLE_")) or k in ("ANSIBLE_HOME", "ANSIBLE_REMOTE_TEMP")}
         env.update({
             "ANSIBLE_COLLECTIONS_PATH": collections_path(),
             "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS),

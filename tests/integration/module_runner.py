@@ -10,6 +10,7 @@ directory, its stdout and stderr, its exit status. This file imports nothing els
 import os
 import runpy
 import sys
+import tempfile
 
 # What every module of the collection imports; the forkserver imports them once.
 PRELOAD = [
@@ -46,6 +47,7 @@ def run(path, args_file, env, cwd, out_path, err_path, sys_path):
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
+    tempfile.tempdir = None   # the server's cached temp folder is not this run's TMPDIR
     for fd, name in ((1, out_path), (2, err_path)):
         handle = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(handle, fd)

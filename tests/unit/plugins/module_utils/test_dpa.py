@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -329,6 +331,8 @@ def test_token_module_without_policy_options(monkeypatch):
         monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy", raising=False)
         return Probe({}, run_options=False, **kwargs)
 
+    # The default file store's folder must exist (a missing volume is refused): this test makes it in its own HOME.
+    Path(os.environ["HOME"], ".ansible", "tokenops").mkdir(parents=True)
     without = build({"url": "https://x", "store": {"vault_password": "p"}}, policy_options=False)
     assert without.policy is None and "rotate_before" not in without.params and "max_age" not in without.params
     with_policy = build({"url": "https://x", "store": {"vault_password": "p"}})
