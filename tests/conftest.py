@@ -48,6 +48,7 @@ for path in (str(REPO), str(_dev_collection_link())):
 ISOLATED_VARIABLES = ("HOME", "ANSIBLE_HOME", "ANSIBLE_LOCAL_TEMP", "ANSIBLE_REMOTE_TEMP", "TMPDIR",
                       "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "ANSIBLE_COLLECTIONS_PATH")
 GUARDED_HOME = []      # the real HOME and what was under it at the start (controlling process, with the guard on)
+SESSION_AREA = []      # this process's folder in the session's area (kept here: some tests clear TOKENOPS_* variables)
 _TEST_AREAS = itertools.count(1)
 
 
@@ -116,7 +117,8 @@ def _start_hermetic_session(config):
     os.environ["TOKENOPS_TEST_AREA"] = str(area)
     if not config.option.basetemp:
         config.option.basetemp = str(area / "pytest")   # short paths: unix sockets under tmp_path stay under 108 bytes
-    enter(isolated_environment(area / "main"))
+    SESSION_AREA.append(area / "main")
+    enter(isolated_environment(SESSION_AREA[0]))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -148,7 +150,7 @@ def _finish_hermetic_session(config):
 @pytest.fixture(autouse=True)
 def hermetic_test(monkeypatch):
     """Each test, and every process it starts, gets its own HOME, Ansible folders, TMPDIR and collections path."""
-    area = Path(os.environ["TOKENOPS_TEST_AREA"]) / os.environ.get("PYTEST_XDIST_WORKER", "main") / ("t%d" % next(_TEST_AREAS))
+    area = SESSION_AREA[0] / ("t%d" % next(_TEST_AREAS))
     for name, value in isolated_environment(area).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(tempfile, "tempdir", None)
@@ -164,7 +166,8 @@ BUSY_LOOP = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n  
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     if hasattr(config, "workerinput"):   # an xdist worker: its own folders inside the session's area
-        enter(isolated_environment(Path(os.environ["TOKENOPS_TEST_AREA"]) / config.workerinput["workerid"]))
+        SESSION_AREA.append(Path(os.environ["TOKENOPS_TEST_AREA"]) / config.workerinput["workerid"])
+        enter(isolated_environment(SESSION_AREA[0]))
     else:
         _start_hermetic_session(config)
     wanted = os.environ.get("TOKENOPS_TEST_BUSY", "").strip()
