@@ -373,13 +373,38 @@ def _order(row):
     return (_rank(row), left is None, left if left is not None else 0, product, row["endpoint"], row["token"])
 
 
-def build(sources, now=None, fail_on=DEFAULT_FAIL_ON, consent_wait_limit="1d"):
-    """The report document: rows by urgency, what needs a person, what fails the job, the audit, counts."""
-    now = now or datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+def _check_fail_on(fail_on):
     unknown = sorted(set(fail_on) - set(CONDITIONS))
     if unknown:
         raise ValueError("fail_on: unknown condition(s) %s; choose from %s" % (", ".join(unknown), ", ".join(sorted(CONDITIONS))))
-    limit = parse_duration(consent_wait_limit, "consent_wait_limit") if consent_wait_limit not in (None, "") else None
+
+
+def _consent_limit(consent_wait_limit):
+    return parse_duration(consent_wait_limit, "consent_wait_limit") if consent_wait_limit not in (None, "") else None
+
+
+def scope_of(sources):
+    """What a report covers, kept in it so that reports of job slices merge into what one run would report:
+    every endpoint, and per DAS tenant the endpoints that audited it and the token ids they manage."""
+    endpoints = sorted({(str(s.get("product") or "unknown"), str(s.get("endpoint") or "")) for s in sources})
+    tenants = {}
+    for source in sources:
+        items = _stage(source, "audit").get("audit")
+        if source.get("product") != "das" or not isinstance(items, list):
+            continue
+        tenant = tenants.setdefault(_text(source.get("url") or source.get("endpoint")), {"endpoints": set(), "managed": set()})
+        tenant["endpoints"].add(str(source.get("endpoint")))
+        tenant["managed"].update(str(i["id"]) for i in items if isinstance(i, dict) and i.get("id") and i.get("managed"))
+    return {"endpoints": [{"product": p, "endpoint": e} for p, e in endpoints],
+            "das_audit": [{"url": url, "endpoints": sorted(t["endpoints"]), "managed": sorted(t["managed"])}
+                          for url, t in sorted(tenants.items(), key=lambda kv: str(kv[0]))]}
+
+
+def build(sources, now=None, fail_on=DEFAULT_FAIL_ON, consent_wait_limit="1d", slice_name=""):
+    """The report document: rows by urgency, what needs a person, what fails the job, the audit, counts."""
+    now = now or datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    _check_fail_on(fail_on)
+    limit = _consent_limit(consent_wait_limit)
     sources = [s for s in sources if isinstance(s, dict)]
     rows = []
     for source in sources:
@@ -388,37 +413,132 @@ def build(sources, now=None, fail_on=DEFAULT_FAIL_ON, consent_wait_limit="1d"):
         if row["action"] in ("created", "rotated", "recovered") and not (row.get("rotated_at") or row.get("issued_at")) \
                 and not row["check_mode"]:
             row["issued_at"] = iso(now)   # minted by this run, whose result gave no time
+    return _assemble(rows, audit_of(sources), stage_errors(sources), scope_of(sources), any(s.get("check_mode") for s in sources),
+                     now, fail_on, consent_wait_limit, slice_name=slice_name or "", slices=[])
+
+
+def _assemble(rows, audit, errors, scope, check_mode, now, fail_on, consent_wait_limit, slice_name, slices):
+    """Judge every row against fail_on at `now`, sort by urgency, count: the one shape of every report."""
+    for row in rows:
         row["seconds_left"] = seconds_left(row, now)
         row["time_left"] = time_left(row["seconds_left"], never=bool(row.get("never_expires")))
         row["fails_job"] = any(c in fail_on for c in row["conditions"])
-        row["needs_person"] = row["fails_job"] or (bool(row["todo"]) and any(CONDITIONS[c][1] != "info" for c in row["conditions"]))
+        asks_a_person = any(CONDITIONS[c][1] != "info" for c in row["conditions"] if c in CONDITIONS)
+        row["needs_person"] = row["fails_job"] or (bool(row["todo"]) and asks_a_person)
     rows.sort(key=_order)
-    audit = audit_of(sources)
     for item in audit:
         item["fails_job"] = any(c in fail_on for c in item["conditions"])
         item["needs_person"] = True
     failures = [_item(r) for r in rows if r["fails_job"]] + [_item(a) for a in audit if a["fails_job"]]
     needs_person = [_item(r) for r in rows if r["needs_person"]] + [_item(a) for a in audit]
-    check_mode = any(s.get("check_mode") for s in sources)
     by_action = {}
     for row in rows:
         by_action[row["action"]] = by_action.get(row["action"], 0) + 1
     outcome = "failed" if failures else ("attention" if needs_person else "ok")
     return {
         "generated_at": iso(now),
-        "check_mode": check_mode,
+        "check_mode": bool(check_mode),
         "outcome": outcome,
         "fail_on": list(fail_on),
         "consent_wait_limit": consent_wait_limit,
+        "slice": slice_name,
+        "slices": slices,
         "counts": {"tokens": len(rows), "changed": sum(1 for r in rows if r["changed"]), "by_action": by_action,
                    "needs_person": len(needs_person), "fails_job": len(failures), "audit_findings": len(audit),
-                   "endpoints": len({(s.get("product"), s.get("endpoint")) for s in sources})},
+                   "endpoints": len(scope["endpoints"])},
         "rows": rows,
         "needs_person": needs_person,
         "failures": failures,
         "audit": audit,
-        "errors": stage_errors(sources),
+        "errors": errors,
+        "scope": scope,
     }
+
+
+# ------------------------------------------------------------------ merging the reports of job slices
+
+_REPORT_KEYS = ("generated_at", "rows", "audit", "errors")
+_CONSENT = ("consent_waiting", "consent_overdue")
+
+
+def merge(reports, now=None, fail_on=DEFAULT_FAIL_ON, consent_wait_limit="1d"):
+    """One report from the JSON reports of a run's job slices, as one run over all their hosts would have made it.
+
+    reports: [(name, document)]. Rows are taken as the slices judged them and judged again at `now` against this
+    fail_on and consent_wait_limit. A token in two reports (the same host in two slices, or reports of two runs)
+    keeps the row of the newest report and is named in the returned warnings. Returns (report, warnings).
+    """
+    now = now or datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    _check_fail_on(fail_on)
+    limit = _consent_limit(consent_wait_limit)
+    for name, document in reports:
+        missing = [k for k in _REPORT_KEYS if not isinstance(document, dict) or k not in document]
+        if missing:
+            raise ValueError("%s is not a JSON report of tokenops.rotation.rotation_report (no %s)" % (name, ", ".join(missing)))
+    ordered = sorted(reports, key=lambda nd: (_when(nd[1]["generated_at"]) or now, nd[0]))
+    rows, came_from, warnings = {}, {}, []
+    for name, document in ordered:
+        for old in document["rows"]:
+            key = (old.get("product"), old.get("endpoint"), old.get("token"), old.get("stage"))
+            if key in rows:
+                warnings.append("%s %s %s is in two reports (%s, %s): kept the row of the newer, %s" % (
+                    key[0], key[1], key[2] or "(the endpoint)", came_from[key], name, name))
+            row = Row(old)
+            row["conditions"], row["todo"] = list(old.get("conditions") or []), list(old.get("todo") or [])
+            if any(c in row["conditions"] for c in _CONSENT):
+                # Judged again at the merge's time and limit: a grant may have waited longer by now.
+                row["conditions"] = [c for c in row["conditions"] if c not in _CONSENT]
+                row["todo"] = [t for t in row["todo"] if not t.startswith("Have the resource owner approve")]
+                _consent(row, now, limit, {})
+            rows[key], came_from[key] = row, name
+    scope = _merged_scope(document for _name, document in ordered)
+    audit = _merged_audit([document for _name, document in ordered], scope)
+    errors = [error for _name, document in ordered for error in document["errors"]]
+    slices = [{"slice": document.get("slice") or "", "report": name, "generated_at": document["generated_at"],
+               "outcome": document.get("outcome"), "tokens": len(document["rows"])} for name, document in ordered]
+    report = _assemble(list(rows.values()), audit, errors, scope, any(d.get("check_mode") for _n, d in ordered), now,
+                       fail_on, consent_wait_limit, slice_name="", slices=slices)
+    return report, warnings
+
+
+def _merged_scope(documents):
+    endpoints, tenants = set(), {}
+    for document in documents:
+        scope = document.get("scope") or {}
+        listed = scope.get("endpoints")
+        if listed is None:      # a report without a scope: its rows name its endpoints
+            listed = [{"product": r.get("product"), "endpoint": r.get("endpoint")} for r in document["rows"]]
+        endpoints.update((str(e.get("product")), str(e.get("endpoint"))) for e in listed)
+        for tenant in scope.get("das_audit") or []:
+            known = tenants.setdefault(tenant["url"], {"endpoints": set(), "managed": set()})
+            known["endpoints"].update(tenant.get("endpoints") or [])
+            known["managed"].update(tenant.get("managed") or [])
+    return {"endpoints": [{"product": p, "endpoint": e} for p, e in sorted(endpoints)],
+            "das_audit": [{"url": url, "endpoints": sorted(t["endpoints"]), "managed": sorted(t["managed"])}
+                          for url, t in sorted(tenants.items(), key=lambda kv: str(kv[0]))]}
+
+
+def _merged_audit(documents, scope):
+    """The audit of each DAS tenant over every slice: a token another slice's host manages is not unmanaged."""
+    tenants = {t["url"]: t for t in scope["das_audit"]}
+    items = {}
+    for document in documents:
+        for finding in document["audit"]:
+            key = (finding.get("url"), finding.get("token"))
+            known = items.setdefault(key, dict(finding, findings=[]))
+            known["managed"] = bool(known.get("managed")) or bool(finding.get("managed"))
+            known["findings"] = sorted(set(known["findings"]) | set(finding.get("findings") or []))
+    merged = []
+    for (url, token_id), item in sorted(items.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
+        tenant = tenants.get(url)
+        managed = item["managed"] or bool(tenant and token_id in tenant["managed"])
+        found = [f for f in ("unmanaged", "allows_all_paths", "never_expires") if f in item["findings"] and not (f == "unmanaged" and managed)]
+        if not found:
+            continue
+        merged.append(dict(item, endpoint=", ".join(tenant["endpoints"]) if tenant else item.get("endpoint"), managed=managed,
+                           findings=found, conditions=[AUDIT_CONDITIONS[f] for f in found],
+                           todo=[_audit_todo(f, token_id, item) for f in found]))
+    return merged
 
 
 def _item(row):
@@ -446,7 +566,16 @@ def summary_lines(report):
     head = "Token rotation %s: %d token(s) on %d endpoint(s), %d changed, %d need a person, %d fail the job%s" % (
         report["outcome"], counts["tokens"], counts["endpoints"], counts["changed"], counts["needs_person"], counts["fails_job"],
         " (check mode: predicted)" if report["check_mode"] else "")
-    return [head] + [item_line(i) for i in report["needs_person"]]
+    return [head + slice_note(report)] + [item_line(i) for i in report["needs_person"]]
+
+
+def slice_note(report):
+    """' (job slice 7)', ' (3 job slices merged: 7, 8, 9)' or ''."""
+    if report.get("slice"):
+        return " (job slice %s)" % report["slice"]
+    if report.get("slices"):
+        return " (%d job slices merged: %s)" % (len(report["slices"]), ", ".join(s["slice"] or s["report"] for s in report["slices"]))
+    return ""
 
 
 def failure_lines(report):
@@ -463,8 +592,17 @@ def stats(report, files):
         "counts": report["counts"], "failures": report["failures"], "needs_person": report["needs_person"],
         "changed": [{"product": r["product"], "endpoint": r["endpoint"], "token": r["token"], "action": r["action"],
                      "store_path": r.get("store_path")} for r in report["rows"] if r["changed"]],
-        "files": files,
+        "files": files, "slice": report.get("slice") or "", "slices": report.get("slices") or [],
     }
+
+
+SLICE_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+
+
+def stats_key(slice_name):
+    """The set_stats key of a report. AWX hands the next workflow node the artifacts of all slices merged into one
+    dictionary (a later slice's key replaces an earlier one's), so each slice's key carries its slice."""
+    return "tokenops_rotation_report" + ("_slice_" + re.sub(r"[^A-Za-z0-9_]", "_", slice_name) if slice_name else "")
 
 
 # ------------------------------------------------------------------ renderings
@@ -486,7 +624,7 @@ def to_markdown(report):
     lines = ["# Token rotation report", "",
              "Run at %s: **%s**%s. %d token(s) on %d endpoint(s), %d changed, %d need a person, %d fail the job." % (
                  report["generated_at"], report["outcome"], " (check mode: what a real run would do)" if report["check_mode"] else "",
-                 counts["tokens"], counts["endpoints"], counts["changed"], counts["needs_person"], counts["fails_job"]), ""]
+                 counts["tokens"], counts["endpoints"], counts["changed"], counts["needs_person"], counts["fails_job"]) + slice_note(report), ""]
     if report["needs_person"]:
         lines += ["## What needs a person", ""]
         for item in report["needs_person"]:
@@ -637,7 +775,9 @@ def to_prometheus(report):
         for labels, value in samples:
             out.append("%s%s %s" % (name, _labels(**labels), value))
 
-    tokens = [(dict(product=r["product"], endpoint=r["endpoint"], token=r["token"]), r) for r in report["rows"] if r["token"]]
+    # A slice's series carry its slice: textfiles of several slices side by side in one collector folder never clash.
+    run = {"slice": report["slice"]} if report.get("slice") else {}
+    tokens = [(dict(run, product=r["product"], endpoint=r["endpoint"], token=r["token"]), r) for r in report["rows"] if r["token"]]
     metric("tokenops_rotation_token_expiry_timestamp_seconds", "gauge",
            "When the token's stored secret expires (Unix time); absent when it never expires or is unknown.",
            [(labels, _epoch(r.get("expires_at"))) for labels, r in tokens if _epoch(r.get("expires_at")) is not None])
@@ -651,14 +791,14 @@ def to_prometheus(report):
     metric("tokenops_rotation_token_changed", "gauge", "1 when the last run changed the token (created, rotated, ...), else 0.",
            [(dict(labels, action=r["action"]), 1 if r["changed"] else 0) for labels, r in tokens])
     metric("tokenops_rotation_run_timestamp_seconds", "gauge", "When the last rotation run wrote this report (Unix time).",
-           [({}, _epoch(report["generated_at"]))])
+           [(run, _epoch(report["generated_at"]))])
     metric("tokenops_rotation_run_success", "gauge", "1 when nothing in the last run fails the job, else 0.",
-           [({}, 0 if report["failures"] else 1)])
+           [(run, 0 if report["failures"] else 1)])
     metric("tokenops_rotation_run_tokens", "gauge", "Tokens of the last run by action.",
-           [({"action": action}, count) for action, count in sorted(report["counts"]["by_action"].items())])
+           [(dict(run, action=action), count) for action, count in sorted(report["counts"]["by_action"].items())])
     metric("tokenops_rotation_run_needs_person", "gauge", "Items of the last run that need a person, and those that fail the job.",
-           [({"fails_job": "false"}, report["counts"]["needs_person"] - report["counts"]["fails_job"]),
-            ({"fails_job": "true"}, report["counts"]["fails_job"])])
+           [(dict(run, fails_job="false"), report["counts"]["needs_person"] - report["counts"]["fails_job"]),
+            (dict(run, fails_job="true"), report["counts"]["fails_job"])])
     return "\n".join(out) + "\n"
 
 

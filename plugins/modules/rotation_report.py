@@ -41,9 +41,33 @@ options:
         C(configured) (the token ids the host keeps), C(removing) (the ids it removes), what the
         tasks returned (C(read), C(rotate), C(cleanup), C(audit)), and C(error) when the role
         itself failed.
+      - One of O(sources) and O(merge) is required.
     type: list
     elements: dict
-    required: true
+  merge:
+    description:
+      - Instead of O(sources), merge the JSON reports that job slices wrote (paths, or glob patterns such as
+        C(/reports/tokenops-rotation.slice-*.json)) into the report one run over all their hosts would have made.
+      - One row per token. Each row keeps the slice's outcome and is judged again against this task's O(fail_on) and
+        O(consent_wait_limit); the DAS tenant audit is merged across slices, so a token that a host in another slice
+        manages is not reported unmanaged; counts are recounted.
+      - A token found in two reports (the same host in two slices, or reports of two runs) keeps the row of the newer
+        report, with a warning. A pattern that matches nothing, or a file that is not such a report, fails before
+        anything is written.
+      - RV(slices) lists the reports merged. Writes the same files as an unsliced run, under O(name).
+    type: list
+    elements: str
+  slice:
+    description:
+      - The job slice this run is, for jobs that AWX job slicing splits (playbook C(tokenops.rotation.rotate) sets it
+        from C(tokenops_slice), or from C(awx_job_id) with C(tokenops_sliced=true)). Empty when the job is not sliced.
+      - A slice's files are C(<name>.slice-<slice>.json) and so on (and C(prometheus_path) gets C(.slice-<slice>)
+        before C(.prom)), its Prometheus series carry a C(slice) label, and RV(stats_key) is
+        C(tokenops_rotation_report_slice_<slice>), so that slices never overwrite each other's files, metrics or
+        workflow artifacts.
+      - Letters, digits, C(_), C(.) and C(-), at most 63 characters.
+    type: str
+    default: ''
   dest:
     description:
       - Folder of the report files; created when missing.
@@ -119,6 +143,13 @@ EXAMPLES = r"""
   delegate_to: localhost
   run_once: true
   register: tokenops_report
+
+- name: One report from the reports of the slices of a sliced AWX job (what playbook tokenops.rotation.merge_reports does)
+  tokenops.rotation.rotation_report:
+    merge: [/var/lib/tokenops/reports/tokenops-rotation.slice-*.json]
+    dest: /var/lib/tokenops/reports
+  delegate_to: localhost
+  run_once: true
 
 - name: Fail when something needs a person, also for a DPA token inside warn_before
   tokenops.rotation.rotation_report:
@@ -223,8 +254,27 @@ stats:
   description: A summary for C(ansible.builtin.set_stats), for the next step of a workflow.
   returned: always
   type: dict
+stats_key:
+  description:
+    - The key to give RV(stats) under in C(ansible.builtin.set_stats) C(data), C(tokenops_rotation_report), or
+      C(tokenops_rotation_report_slice_<slice>) for a job slice (AWX merges the artifacts of all slices into one
+      dictionary for the next workflow node: a shared key would keep only the last slice's).
+  returned: always
+  type: str
+  sample: tokenops_rotation_report_slice_4711
+slice:
+  description: The job slice of the report (O(slice)); empty when not sliced and in a merged report.
+  returned: always
+  type: str
+slices:
+  description: With O(merge), the reports merged (C(slice), C(report) file, C(generated_at), C(outcome), C(tokens)); else empty.
+  returned: always
+  type: list
+  elements: dict
 """
 
+import glob
+import json
 import os
 import tempfile
 
@@ -235,9 +285,12 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.report import (
     CONDITIONS,
     DEFAULT_FAIL_ON,
     RENDERERS,
+    SLICE_PATTERN,
     build,
     failure_lines,
+    merge,
     stats,
+    stats_key,
     summary_lines,
 )
 
@@ -259,10 +312,31 @@ def write_atomically(path, text, mode=0o644):
         raise
 
 
+def read_reports(module, patterns):
+    """[(path, document)] of the JSON reports the paths and glob patterns name, each once, in a stable order."""
+    paths = []
+    for pattern in patterns:
+        pattern = os.path.expanduser(pattern)
+        found = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else ([pattern] if os.path.exists(pattern) else [])
+        if not found:
+            module.fail_json(msg="merge: no report matches %s" % pattern)
+        paths.extend(path for path in found if path not in paths)
+    reports = []
+    for path in paths:
+        try:
+            with open(path, "rb") as handle:
+                reports.append((path, json.loads(handle.read().decode("utf-8"))))
+        except (IOError, OSError, ValueError) as exc:
+            module.fail_json(msg="merge: cannot read the JSON report %s: %s" % (path, exc))
+    return reports
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            sources=dict(type="list", elements="dict", required=True),
+            sources=dict(type="list", elements="dict"),
+            merge=dict(type="list", elements="str"),
+            slice=dict(type="str", default=""),
             dest=dict(type="path", default="~/.ansible/tokenops/reports"),
             name=dict(type="str", default="tokenops-rotation"),
             formats=dict(type="list", elements="str", choices=sorted(RENDERERS), default=["json", "markdown", "html", "prometheus"]),
@@ -271,6 +345,8 @@ def main():
             consent_wait_limit=dict(type="str", default="1d"),
             fail=dict(type="bool", default=False),
         ),
+        required_one_of=[("sources", "merge")],
+        mutually_exclusive=[("sources", "merge"), ("merge", "slice")],
         supports_check_mode=True,
     )
     p = module.params
@@ -281,15 +357,26 @@ def main():
         module.fail_json(msg="name is a file name without a folder, such as tokenops-rotation")
     if p["prometheus_path"] and not p["prometheus_path"].endswith(".prom"):
         module.fail_json(msg="prometheus_path must end in .prom: the node_exporter textfile collector reads only those files")
+    if p["slice"] and not SLICE_PATTERN.match(p["slice"]):
+        module.fail_json(msg="slice must be letters, digits, _, . and -, at most 63 characters (such as the AWX job id), not %r" % p["slice"])
     try:
-        report = build(p["sources"], fail_on=p["fail_on"], consent_wait_limit=p["consent_wait_limit"])
+        if p["merge"] is not None:
+            report, warnings = merge(read_reports(module, p["merge"]), fail_on=p["fail_on"], consent_wait_limit=p["consent_wait_limit"])
+            for warning in warnings:
+                module.warn(warning)
+        else:
+            report = build(p["sources"], fail_on=p["fail_on"], consent_wait_limit=p["consent_wait_limit"], slice_name=p["slice"])
     except ValueError as exc:
         module.fail_json(msg=str(exc))
 
     files = {}
+    suffix = ".slice-%s" % p["slice"] if p["slice"] else ""
     for fmt in p["formats"]:
         extension = RENDERERS[fmt][0]
-        files[fmt] = p["prometheus_path"] if fmt == "prometheus" and p["prometheus_path"] else os.path.join(p["dest"], p["name"] + extension)
+        if fmt == "prometheus" and p["prometheus_path"]:
+            files[fmt] = p["prometheus_path"][:-len(".prom")] + suffix + ".prom"
+        else:
+            files[fmt] = os.path.join(p["dest"], p["name"] + suffix + extension)
     if not module.check_mode:
         for fmt, path in files.items():
             try:
@@ -300,7 +387,7 @@ def main():
             except (IOError, OSError) as exc:
                 module.fail_json(msg="cannot write the %s report to %s: %s" % (fmt, path, exc), files=files)
 
-    out = dict(changed=bool(files), files=files, stats=stats(report, files), summary=summary_lines(report),
+    out = dict(changed=bool(files), files=files, stats=stats(report, files), stats_key=stats_key(report["slice"]), summary=summary_lines(report),
                failure_lines=failure_lines(report), **report)
     if p["fail"] and report["failures"]:
         out.pop("failed", None)
