@@ -346,7 +346,7 @@ def main():
             fail=dict(type="bool", default=False),
         ),
         required_one_of=[("sources", "merge")],
-        mutually_exclusive=[("sources", "merge"), ("merge", "slice")],
+        mutually_exclusive=[("sources", "merge")],
         supports_check_mode=True,
     )
     p = module.params
@@ -357,6 +357,8 @@ def main():
         module.fail_json(msg="name is a file name without a folder, such as tokenops-rotation")
     if p["prometheus_path"] and not p["prometheus_path"].endswith(".prom"):
         module.fail_json(msg="prometheus_path must end in .prom: the node_exporter textfile collector reads only those files")
+    if p["merge"] is not None and p["slice"]:
+        module.fail_json(msg="slice is for the report of one job slice; a merged report (merge) is the whole run's")
     if p["slice"] and not SLICE_PATTERN.match(p["slice"]):
         module.fail_json(msg="slice must be letters, digits, _, . and -, at most 63 characters (such as the AWX job id), not %r" % p["slice"])
     try:

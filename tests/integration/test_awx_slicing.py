@@ -211,3 +211,23 @@ def test_three_slices_at_once_add_up_to_one_unsliced_run(das_factory, ss_factory
     # Every token's secret is in the one store, once, under its own host.
     for product, host, token in sliced.configured():
         assert bao.read("%s/%s/%s/%s" % (sliced.prefix, product, host, token))["fingerprint"]
+
+
+def test_a_slice_it_cannot_name_fails_the_job_before_anything_runs(tmp_path):
+    reports = tmp_path / "reports"
+    for name, extra, says in (
+            ("no-job-id", {"tokenops_sliced": True}, "tokenops_sliced needs awx_job_id"),
+            ("bad-name", {"tokenops_slice": "../x"}, "tokenops_slice must be letters, digits")):
+        job = AwxJob(tmp_path / name)
+        job.inventory({"das": {"tenant-1": {"das_url": "https://127.0.0.1:9", "das_tokens": [{"id": "never-sent"}]}}})
+        result = job.run(extra_vars=dict(extra, tokenops_report_dir=str(reports)), verbosity=0)
+        assert result.status == "failed" and says in result.stdout, result
+        assert not result.module_results("das_*"), "a DAS task ran although the job could not name its slice"
+    assert not reports.exists()
+
+
+def test_the_merge_node_without_slices_says_what_it_needs(tmp_path):
+    job = AwxJob(tmp_path / "merge", playbook="merge.yml", project_playbook=MERGE_PLAYBOOK)
+    job.inventory({})
+    result = job.run(extra_vars={"tokenops_report_dir": str(tmp_path / "out")}, verbosity=0)
+    assert result.status == "failed" and "No report to merge: set tokenops_report_merge" in result.stdout, result

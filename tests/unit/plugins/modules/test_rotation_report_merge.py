@@ -1,0 +1,77 @@
+"""rotation_report under job slicing: a slice's files carry its slice, and `merge` makes one report of the slices'."""
+
+import json
+import os
+import subprocess
+import sys
+
+from test_rotation_report import MODULE, SOURCES
+
+from tests.conftest import DEV_COLLECTIONS
+
+OTHER = [{"product": "dpa", "endpoint": "dpa-1", "url": "https://dpa.example", "check_mode": False, "configured": ["reporting"],
+          "removing": [], "rotate": {"results": [
+              {"id": "reporting", "action": "none", "changed": False, "fingerprint": "sha256:0123456789ab",
+               "expires_at": "2099-01-01T00:00:00Z"}]}}]
+
+
+def run_module(tmp_path, **args):
+    """The module with these arguments; sources=None leaves sources out, as a task without it does."""
+    args.setdefault("sources", SOURCES)
+    args.setdefault("dest", str(tmp_path / "reports"))
+    args = {k: v for k, v in args.items() if v is not None}
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    env = dict(os.environ, PYTHONPATH=str(DEV_COLLECTIONS))
+    proc = subprocess.run([sys.executable, str(MODULE), str(args_file)], capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert proc.stdout, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_a_slice_writes_files_and_a_stats_key_of_its_own(tmp_path):
+    result = run_module(tmp_path, slice="4711", prometheus_path=str(tmp_path / "collector" / "tokenops.prom"))
+    assert not result.get("failed"), result
+    assert result["stats_key"] == "tokenops_rotation_report_slice_4711" and result["slice"] == "4711"
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [
+        "tokenops-rotation.slice-4711.html", "tokenops-rotation.slice-4711.json", "tokenops-rotation.slice-4711.md"]
+    assert result["files"]["prometheus"] == str(tmp_path / "collector" / "tokenops.slice-4711.prom")
+    assert 'slice="4711"' in (tmp_path / "collector" / "tokenops.slice-4711.prom").read_text()
+    (tmp_path / "unsliced").mkdir()
+    unsliced = run_module(tmp_path / "unsliced")
+    assert unsliced["stats_key"] == "tokenops_rotation_report" and unsliced["slice"] == ""
+
+
+def test_merge_makes_one_report_of_the_slices_reports(tmp_path):
+    volume = tmp_path / "volume"
+    for number, sources in ((1, SOURCES), (2, OTHER)):
+        (tmp_path / str(number)).mkdir()
+        assert not run_module(tmp_path / str(number), sources=sources, slice=str(number), dest=str(volume), formats=["json"]).get("failed")
+    (tmp_path / "m").mkdir()
+    merged = run_module(tmp_path / "m", sources=None, merge=[str(volume / "tokenops-rotation.slice-*.json")], dest=str(tmp_path / "out"))
+    assert not merged.get("failed"), merged
+    assert sorted((r["product"], r["token"]) for r in merged["rows"]) == [("das", "broken"), ("das", "ok"), ("dpa", "reporting")]
+    assert merged["stats_key"] == "tokenops_rotation_report" and [s["slice"] for s in merged["slices"]] == ["1", "2"]
+    assert merged["outcome"] == "failed" and merged["counts"]["endpoints"] == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "tokenops-rotation.html", "tokenops-rotation.json", "tokenops-rotation.md", "tokenops-rotation.prom"]
+    assert json.loads((tmp_path / "out" / "tokenops-rotation.json").read_text())["rows"] == merged["rows"]
+
+
+def test_merge_refuses_what_it_cannot_read_before_writing(tmp_path):
+    missing = run_module(tmp_path, sources=None, merge=[str(tmp_path / "none-*.json")])
+    assert missing["failed"] and "no report matches" in missing["msg"] and not (tmp_path / "reports").exists()
+    (tmp_path / "notes.json").write_text('{"rows": []}')
+    wrong = run_module(tmp_path, sources=None, merge=[str(tmp_path / "notes.json")])
+    assert wrong["failed"] and "is not a JSON report" in wrong["msg"] and not (tmp_path / "reports").exists()
+    (tmp_path / "broken.json").write_text("{")
+    broken = run_module(tmp_path, sources=None, merge=[str(tmp_path / "broken.json")])
+    assert broken["failed"] and "cannot read the JSON report" in broken["msg"]
+
+
+def test_bad_slice_and_option_combinations_fail_clearly(tmp_path):
+    bad = run_module(tmp_path, slice="../etc")
+    assert bad["failed"] and "slice must be" in bad["msg"] and not (tmp_path / "reports").exists()
+    both = run_module(tmp_path, merge=[str(tmp_path / "a.json")])
+    assert both["failed"] and "mutually exclusive" in both["msg"]
+    neither = run_module(tmp_path, sources=None)
+    assert neither["failed"] and "one of the following is required" in neither["msg"]
