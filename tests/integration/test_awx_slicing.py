@@ -101,9 +101,10 @@ def handled(result):
 
 def outcomes(report):
     """A report's rows and audit, by token, with what a run decided about each (not when, not which simulator)."""
-    rows = {(r["product"], r["endpoint"], r["token"]): (r["action"], r["changed"], tuple(r["conditions"]), r["fails_job"],
-                                                       r["needs_person"], bool(r["fingerprint"]), tuple(r["todo"]))
-            for r in report["rows"]}
+    rows = {}
+    for r in report["rows"]:
+        rows[(r["product"], r["endpoint"], r["token"])] = (r["action"], r["changed"], tuple(r["conditions"]), r["fails_job"],
+                                                           r["needs_person"], bool(r["fingerprint"]), tuple(r["todo"]))
     audit = sorted((a["endpoint"], a["token"], tuple(a["findings"]), a["fails_job"]) for a in report["audit"])
     return rows, audit
 
