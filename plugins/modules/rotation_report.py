@@ -254,11 +254,18 @@ stats:
   description: A summary for C(ansible.builtin.set_stats), for the next step of a workflow.
   returned: always
   type: dict
+scope:
+  description:
+    - What the report covers, kept so that reports of job slices merge into what one run would report
+      (O(merge)). C(endpoints) lists each C(product) and C(endpoint); C(das_audit) lists per DAS tenant C(url)
+      the C(endpoints) that audited it and the token ids they C(managed).
+  returned: always
+  type: dict
 stats_key:
   description:
     - The key to give RV(stats) under in C(ansible.builtin.set_stats) C(data), C(tokenops_rotation_report), or
       C(tokenops_rotation_report_slice_<slice>) for a job slice (AWX merges the artifacts of all slices into one
-      dictionary for the next workflow node: a shared key would keep only the last slice's).
+      dictionary for the next workflow node, where a shared key would keep only the last slice's).
   returned: always
   type: str
   sample: tokenops_rotation_report_slice_4711

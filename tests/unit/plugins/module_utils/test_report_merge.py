@@ -57,11 +57,11 @@ def test_the_merge_of_the_slices_is_the_report_of_one_run():
 def test_the_merge_judges_again_with_its_own_fail_on_and_time():
     _sources, parts = sliced_fleet()
     reports = slice_reports(parts)
-    lenient, _ = rep.merge(reports, now=NOW, fail_on=[])
+    lenient, _warnings = rep.merge(reports, now=NOW, fail_on=[])
     assert lenient["failures"] == [] and lenient["outcome"] == "attention"
     # A grant that had waited 5 minutes when its slice ran has waited two days when the merge runs.
     later = NOW + datetime.timedelta(days=2)
-    merged, _ = rep.merge(reports, now=later)
+    merged, _warnings = rep.merge(reports, now=later)
     grant = [r for r in merged["rows"] if r["token"] == "fresh-grant"][0]
     assert grant["conditions"] == ["consent_overdue"] and grant["fails_job"]
     assert len(grant["todo"]) == 1 and grant["todo"][0].startswith("Have the resource owner approve")
