@@ -152,6 +152,10 @@ def test_three_slices_at_once_add_up_to_one_unsliced_run(das_factory, ss_factory
     for number, result in results.items():
         assert result.status == "successful", result
 
+    # The three ran at once: each started before any other ended.
+    windows = [(min(e["created"] for e in r.events), max(e["created"] for e in r.events)) for r in results.values()]
+    assert max(start for start, _end in windows) < min(end for _start, end in windows), windows
+
     # Every token was handled by exactly one slice, the one AWX gave its host.
     by_slice = {number: handled(result) for number, result in results.items()}
     for number, tokens in by_slice.items():
