@@ -107,7 +107,7 @@ options:
         API), so a group always holds exactly the last run's metrics.
       - Pushes when O(pushgateway.url) is set, here or in E(TOKENOPS_PUSHGATEWAY_URL); the AWX
         credential type C(tokenops.rotation: Pushgateway) sets the variables.
-      - A push that fails is a warning (of the task, in RV(summary) and in the report files' C(warnings)),
+      - A push that fails is a warning (of the task, in RV(summary) and in the JSON and Markdown reports' C(warnings)),
         never a failed task. Check mode pushes nothing.
       - When the run fails the job, C(tokenops_rotation_last_success_timestamp_seconds) keeps the
         value the group had (read back with the Pushgateway's C(GET /api/v1/metrics)).
