@@ -105,8 +105,8 @@ options:
         (an AWX job's container, with its files, is gone when it ends). Each push replaces the
         group of the grouping key C(job=<job>), C(slice=<slice>) (HTTP C(PUT) of the Pushgateway's
         API), so a group always holds exactly the last run's metrics.
-      - Pushes when O(pushgateway.url) is set, here or in E(TOKENOPS_PUSHGATEWAY_URL); the AWX
-        credential type C(tokenops.rotation: Pushgateway) sets the variables.
+      - "Pushes when O(pushgateway.url) is set, here or in E(TOKENOPS_PUSHGATEWAY_URL); the AWX
+        credential type C(tokenops.rotation: Pushgateway) sets the variables."
       - A push that fails is a warning (of the task, in RV(summary) and in the JSON and Markdown reports' C(warnings)),
         never a failed task. Check mode pushes nothing.
       - When the run fails the job, C(tokenops_rotation_last_success_timestamp_seconds) keeps the
@@ -133,7 +133,7 @@ options:
         type: str
       token:
         description:
-          - Bearer token (C(Authorization: Bearer), for a proxy in front of the Pushgateway); not
+          - Bearer token (sent as an C(Authorization) header of scheme C(Bearer), for a proxy in front of the Pushgateway); not
             together with O(pushgateway.username). Falls back to E(TOKENOPS_PUSHGATEWAY_TOKEN).
         type: str
       ca_path:
