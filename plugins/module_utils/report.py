@@ -566,7 +566,8 @@ def summary_lines(report):
     head = "Token rotation %s: %d token(s) on %d endpoint(s), %d changed, %d need a person, %d fail the job%s" % (
         report["outcome"], counts["tokens"], counts["endpoints"], counts["changed"], counts["needs_person"], counts["fails_job"],
         " (check mode: predicted)" if report["check_mode"] else "")
-    return [head + slice_note(report)] + [item_line(i) for i in report["needs_person"]]
+    return ([head + slice_note(report)] + [item_line(i) for i in report["needs_person"]]
+            + ["Warning: %s" % w for w in report.get("warnings") or []])
 
 
 def slice_note(report):
@@ -650,6 +651,8 @@ def to_markdown(report):
         lines += ["", "## Stages that failed", ""]
         for error in report["errors"]:
             lines.append("- %s %s (%s): %s" % (_md(error["product"]), _md(error["endpoint"]), _md(error["stage"]), _md(error["msg"])))
+    if report.get("warnings"):
+        lines += ["", "## Warnings", ""] + ["- %s" % _md(w) for w in report["warnings"]]
     return "\n".join(lines) + "\n"
 
 
@@ -765,8 +768,25 @@ def _epoch(value):
     return None if moment is None else int((moment - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)).total_seconds())
 
 
-def to_prometheus(report):
-    """node_exporter textfile collector format: each token's expiry and last rotation, and the run's outcome."""
+LAST_SUCCESS = "tokenops_rotation_last_success_timestamp_seconds"
+
+
+def last_success_of(report, earlier=None):
+    """When the job last succeeded (Unix time): this run when nothing in it fails the job, else `earlier`.
+
+    A failed run does not erase the last success, which the sink (the previous textfile, the
+    Pushgateway's group) remembers; a check-mode run predicts and succeeds at nothing.
+    """
+    if not report["failures"] and not report["check_mode"]:
+        return _epoch(report["generated_at"])
+    return earlier
+
+
+def to_prometheus(report, last_success=None):
+    """node_exporter textfile collector format: each token's expiry and last rotation, and the run's outcome.
+
+    `last_success`: when the job last succeeded before this run (Unix time), kept when this run fails.
+    """
     out = []
 
     def metric(name, kind, text, samples):
@@ -788,12 +808,19 @@ def to_prometheus(report):
     metric("tokenops_rotation_token_needs_person", "gauge",
            "1 when the token is in a condition that fails the job (see the report's todo), else 0.",
            [(labels, 1 if r["fails_job"] else 0) for labels, r in tokens])
+    metric("tokenops_rotation_token_failed", "gauge",
+           "1 when the token's rotation or check failed in the last run (condition failed), else 0; token \"\" is a role that failed.",
+           [(dict(run, product=r["product"], endpoint=r["endpoint"], token=r["token"]), 1 if "failed" in r["conditions"] else 0)
+            for r in report["rows"]])
     metric("tokenops_rotation_token_changed", "gauge", "1 when the last run changed the token (created, rotated, ...), else 0.",
            [(dict(labels, action=r["action"]), 1 if r["changed"] else 0) for labels, r in tokens])
     metric("tokenops_rotation_run_timestamp_seconds", "gauge", "When the last rotation run wrote this report (Unix time).",
            [(run, _epoch(report["generated_at"]))])
     metric("tokenops_rotation_run_success", "gauge", "1 when nothing in the last run fails the job, else 0.",
            [(run, 0 if report["failures"] else 1)])
+    success = last_success_of(report, last_success)
+    metric(LAST_SUCCESS, "gauge", "When a run last ended with nothing that fails the job (Unix time); absent until one has.",
+           [(run, success)] if success is not None else [])
     metric("tokenops_rotation_run_tokens", "gauge", "Tokens of the last run by action.",
            [(dict(run, action=action), count) for action, count in sorted(report["counts"]["by_action"].items())])
     metric("tokenops_rotation_run_needs_person", "gauge", "Items of the last run that need a person, and those that fail the job.",

@@ -64,7 +64,8 @@ options:
       - A slice's files are C(<name>.slice-<slice>.json) and so on (and C(prometheus_path) gets C(.slice-<slice>)
         before C(.prom)), its Prometheus series carry a C(slice) label, and RV(stats_key) is
         C(tokenops_rotation_report_slice_<slice>), so that slices never overwrite each other's files, metrics or
-        workflow artifacts.
+        workflow artifacts. It is also the C(slice) label of the Pushgateway grouping key (O(pushgateway)), V(all)
+        when empty, so that each slice keeps its own group of metrics.
       - Letters, digits, C(_), C(.) and C(-), at most 63 characters.
     type: str
     default: ''
@@ -115,20 +116,76 @@ options:
         what to do.
     type: bool
     default: false
+  pushgateway:
+    description:
+      - Push the run's Prometheus metrics to a Prometheus Pushgateway, where they outlive the job
+        (an AWX job's container, with its files, is gone when it ends). Each push replaces the
+        group of the grouping key C(job=<job>), C(slice=<slice>) (HTTP C(PUT) of the Pushgateway's
+        API), so a group always holds exactly the last run's metrics.
+      - "Pushes when O(pushgateway.url) is set, here or in E(TOKENOPS_PUSHGATEWAY_URL); the AWX
+        credential type C(tokenops.rotation: Pushgateway) sets the variables."
+      - A push that fails is a warning (of the task, in RV(summary) and in the JSON and Markdown reports' C(warnings)),
+        never a failed task. Check mode pushes nothing.
+      - When the run fails the job, C(tokenops_rotation_last_success_timestamp_seconds) keeps the
+        value the group had (read back with the Pushgateway's C(GET /api/v1/metrics)).
+    type: dict
+    suboptions:
+      url:
+        description:
+          - The Pushgateway's base URL, such as C(https://pushgateway.example.com:9091) (a path
+            prefix is kept). Without it, nothing is pushed.
+          - Falls back to E(TOKENOPS_PUSHGATEWAY_URL).
+        type: str
+      job:
+        description: The C(job) label of the grouping key.
+        type: str
+        default: tokenops_rotation
+      username:
+        description:
+          - User name for HTTP basic auth (the Pushgateway's C(--web.config.file) C(basic_auth_users),
+            or a proxy in front of it). Falls back to E(TOKENOPS_PUSHGATEWAY_USERNAME).
+        type: str
+      password:
+        description: Password for basic auth. Falls back to E(TOKENOPS_PUSHGATEWAY_PASSWORD).
+        type: str
+      token:
+        description:
+          - Bearer token (sent as an C(Authorization) header of scheme C(Bearer), for a proxy in front of the Pushgateway); not
+            together with O(pushgateway.username). Falls back to E(TOKENOPS_PUSHGATEWAY_TOKEN).
+        type: str
+      ca_path:
+        description:
+          - CA certificate file (PEM) that signed the Pushgateway's TLS certificate. Falls back to
+            E(TOKENOPS_PUSHGATEWAY_CA_PATH).
+        type: path
+      validate_certs:
+        description: Check the Pushgateway's TLS certificate.
+        type: bool
+        default: true
+      timeout:
+        description: Seconds to wait for the Pushgateway's answer.
+        type: float
+        default: 10
 notes:
   - Rows are sorted by urgency. First what fails the job, then a person's tasks, then tokens the
     run changed, then tokens another run held, then the rest. Within each group the token that
     expires first comes first.
   - Prometheus metrics are C(tokenops_rotation_token_expiry_timestamp_seconds),
-    C(tokenops_rotation_token_last_rotation_timestamp_seconds), C(tokenops_rotation_token_needs_person)
-    and C(tokenops_rotation_token_changed), labelled with C(product), C(endpoint) and C(token).
-    The run is described by C(tokenops_rotation_run_timestamp_seconds),
-    C(tokenops_rotation_run_success), C(tokenops_rotation_run_tokens) (by C(action)) and
-    C(tokenops_rotation_run_needs_person).
+    C(tokenops_rotation_token_last_rotation_timestamp_seconds), C(tokenops_rotation_token_needs_person),
+    C(tokenops_rotation_token_failed) and C(tokenops_rotation_token_changed), labelled with
+    C(product), C(endpoint) and C(token). The run is described by
+    C(tokenops_rotation_run_timestamp_seconds), C(tokenops_rotation_run_success),
+    C(tokenops_rotation_last_success_timestamp_seconds) (kept from the previous file when a run
+    fails), C(tokenops_rotation_run_tokens) (by C(action)) and C(tokenops_rotation_run_needs_person).
+  - Alert rules, their promtool tests and a Grafana dashboard for these metrics are in the
+    collection's C(extensions/prometheus) folder.
 seealso:
   - name: node_exporter textfile collector
     description: Where to put the Prometheus file so that node_exporter serves it.
     link: https://github.com/prometheus/node_exporter#textfile-collector
+  - name: Prometheus Pushgateway
+    description: The Pushgateway and its HTTP API (grouping key, PUT, base64 label values).
+    link: https://github.com/prometheus/pushgateway#api
 """
 
 EXAMPLES = r"""
@@ -148,6 +205,16 @@ EXAMPLES = r"""
   tokenops.rotation.rotation_report:
     merge: [/var/lib/tokenops/reports/tokenops-rotation.slice-*.json]
     dest: /var/lib/tokenops/reports
+  delegate_to: localhost
+  run_once: true
+
+- name: Push the metrics to a Pushgateway (credentials from the AWX credential type's environment variables)
+  tokenops.rotation.rotation_report:
+    sources: "{{ [das_rotation_record] }}"
+    formats: [json]
+    pushgateway:
+      url: https://pushgateway.example.com:9091
+      ca_path: /etc/pki/tls/certs/internal-ca.pem
   delegate_to: localhost
   run_once: true
 
@@ -278,19 +345,30 @@ slices:
   returned: always
   type: list
   elements: dict
+pushgateway:
+  description:
+    - What became of the push. C(enabled) (a URL was set), C(pushed), C(grouping_key) (C(job) and
+      C(slice)), C(url), C(path), and C(warning) when the metrics did not reach the Pushgateway.
+  returned: always
+  type: dict
+  sample: {enabled: true, pushed: true, grouping_key: {job: tokenops_rotation, slice: all},
+           url: "https://pushgateway.example.com:9091", path: /metrics/job/tokenops_rotation/slice/all}
 """
 
 import glob
 import json
 import os
+import re
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes
 
+from ansible_collections.tokenops.rotation.plugins.module_utils import pushgateway
 from ansible_collections.tokenops.rotation.plugins.module_utils.report import (
     CONDITIONS,
     DEFAULT_FAIL_ON,
+    LAST_SUCCESS,
     RENDERERS,
     SLICE_PATTERN,
     build,
@@ -299,7 +377,20 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.report import (
     stats,
     stats_key,
     summary_lines,
+    to_prometheus,
 )
+
+_LAST_SUCCESS_LINE = re.compile(r"^%s(?:\{[^}]*\})?[ \t]+([0-9.eE+-]+)[ \t]*$" % LAST_SUCCESS, re.MULTILINE)
+
+
+def previous_last_success(path):
+    """The last success the textfile at `path` holds (Unix time), so that a failed run keeps it; None if none."""
+    try:
+        with open(path, "rb") as handle:
+            found = _LAST_SUCCESS_LINE.search(handle.read(1 << 24).decode("utf-8", "replace"))
+        return int(float(found.group(1))) if found else None
+    except (IOError, OSError, ValueError, OverflowError):
+        return None
 
 
 def write_atomically(path, text, mode=0o644):
@@ -351,6 +442,7 @@ def main():
             fail_on=dict(type="list", elements="str", default=list(DEFAULT_FAIL_ON)),
             consent_wait_limit=dict(type="str", default="1d"),
             fail=dict(type="bool", default=False),
+            pushgateway=dict(type="dict", options=pushgateway.SPEC),
         ),
         required_one_of=[("sources", "merge")],
         mutually_exclusive=[("sources", "merge")],
@@ -369,14 +461,23 @@ def main():
     if p["slice"] and not SLICE_PATTERN.match(p["slice"]):
         module.fail_json(msg="slice must be letters, digits, _, . and -, at most 63 characters (such as the AWX job id), not %r" % p["slice"])
     try:
+        merge_warnings = []
         if p["merge"] is not None:
-            report, warnings = merge(read_reports(module, p["merge"]), fail_on=p["fail_on"], consent_wait_limit=p["consent_wait_limit"])
-            for warning in warnings:
+            report, merge_warnings = merge(read_reports(module, p["merge"]), fail_on=p["fail_on"], consent_wait_limit=p["consent_wait_limit"])
+            for warning in merge_warnings:
                 module.warn(warning)
         else:
             report = build(p["sources"], fail_on=p["fail_on"], consent_wait_limit=p["consent_wait_limit"], slice_name=p["slice"])
     except ValueError as exc:
         module.fail_json(msg=str(exc))
+    report["warnings"] = list(merge_warnings)
+    if module.check_mode:
+        pushed = {"enabled": bool((p["pushgateway"] or {}).get("url")), "pushed": False, "check_mode": True}
+    else:
+        pushed = pushgateway.push(report, p["pushgateway"], p["slice"])
+    if pushed.get("warning"):
+        report["warnings"].append(pushed["warning"])
+        module.warn(pushed["warning"])
 
     files = {}
     suffix = ".slice-%s" % p["slice"] if p["slice"] else ""
@@ -392,12 +493,17 @@ def main():
                 folder = os.path.dirname(path)
                 if folder and not os.path.isdir(folder):
                     os.makedirs(folder, 0o755)
-                write_atomically(path, RENDERERS[fmt][1](report))
+                if fmt == "prometheus":
+                    text = to_prometheus(report, last_success=previous_last_success(path))
+                else:
+                    text = RENDERERS[fmt][1](report)
+                write_atomically(path, text)
             except (IOError, OSError) as exc:
                 module.fail_json(msg="cannot write the %s report to %s: %s" % (fmt, path, exc), files=files)
 
     out = dict(changed=bool(files), files=files, stats=stats(report, files), stats_key=stats_key(report["slice"]), summary=summary_lines(report),
-               failure_lines=failure_lines(report), **report)
+               failure_lines=failure_lines(report), pushgateway=pushed, **report)
+    out.pop("warnings")     # Ansible's own key: the task's warnings went out through module.warn
     if p["fail"] and report["failures"]:
         out.pop("failed", None)
         module.fail_json(msg="\n".join(out["failure_lines"]), **out)

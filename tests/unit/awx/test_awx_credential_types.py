@@ -15,7 +15,7 @@ import pytest
 from tests.fixtures import awx
 
 TYPES = awx.load_types()
-PRODUCTS_AND_STORES = {"das", "dpa", "secretserver", "openpayments", "store_vault", "store_file"}
+PRODUCTS_AND_STORES = {"das", "dpa", "secretserver", "openpayments", "store_vault", "store_file", "pushgateway"}
 README = (awx.REPO / "README.md").read_text()
 
 
@@ -140,3 +140,34 @@ def test_file_store_injection_gives_the_password_file_and_the_store_path(tmp_pat
     store.write("t/das/h/x", {"secret": "s"}, cas=0)
     assert store.read("t/das/h/x").data["secret"] == "s"
     assert (tmp_path / "pv" / "store.vault" / "t" / "das" / "h" / "x.vault").read_text().startswith("$ANSIBLE_VAULT;1.1;AES256")
+
+
+def test_pushgateway_injection_reaches_the_reports_pushgateway_option(tmp_path, clean_env):
+    """What the credential injects is what rotation_report's `pushgateway: {}` (rotate.yml's default) resolves to."""
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+    from ansible_collections.tokenops.rotation.plugins.module_utils import pushgateway
+
+    for name in list(os.environ):
+        if name.startswith("TOKENOPS_PUSHGATEWAY_"):
+            clean_env.delenv(name)
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    inputs = {"url": "https://pushgateway.example:9091", "username": "tokenops", "password": "pw-1", "ca_cert": pem}
+    assert awx.input_problems(TYPES["pushgateway"], inputs) == []
+    injected = awx.inject(TYPES["pushgateway"], inputs, tmp_path)
+    assert injected.safe_env["TOKENOPS_PUSHGATEWAY_PASSWORD"] == "**********"
+    for name, value in injected.env.items():
+        clean_env.setenv(name, value)
+    spec = {"pushgateway": {"type": "dict", "options": pushgateway.SPEC}}
+    validated = ArgumentSpecValidator(spec).validate({"pushgateway": {}})
+    assert validated.error_messages == []
+    options = pushgateway.check(validated.validated_parameters["pushgateway"])
+    assert (options["url"], options["username"], options["password"], options["token"]) == \
+        ("https://pushgateway.example:9091", "tokenops", "pw-1", None)
+    assert open(options["ca_path"]).read() == pem
+    assert "pw-1" in validated._no_log_values     # masked in the module's output like any secret option
+
+    # A bearer token instead, no CA: the empty fields count as not given.
+    for name, value in awx.inject(TYPES["pushgateway"], {"url": "https://p.example", "bearer_token": "t0k"}, tmp_path).env.items():
+        clean_env.setenv(name, value)
+    options = pushgateway.check(ArgumentSpecValidator(spec).validate({"pushgateway": {}}).validated_parameters["pushgateway"])
+    assert options["token"] == "t0k" and options["username"] is None and options["ca_path"] is None

@@ -235,3 +235,20 @@ def test_never_expiring_dpa_token():
     row = by_token(rep.build([source("dpa", "dpa-1", [token("archive", expires_at=None, never_expires=True,
                                                             expiry_status="never")])], now=NOW))[("dpa", "archive")]
     assert row["time_left"] == "never" and row["conditions"] == []
+
+
+def test_prometheus_failed_tokens_and_last_success():
+    report = rep.build(fleet(), now=NOW)      # has failures
+    families = {f.name: f for f in text_string_to_metric_families(rep.to_prometheus(report))}
+    failed = {s.labels["token"]: s.value for s in families["tokenops_rotation_token_failed"].samples}
+    assert failed["down"] == 1 and failed["broken"] == 0 and failed["fresh"] == 0     # needs_reconcile is not a failure
+    # A failed run has no success of its own: it keeps the earlier one, or has none.
+    assert not families["tokenops_rotation_last_success_timestamp_seconds"].samples
+    kept = {f.name: f for f in text_string_to_metric_families(rep.to_prometheus(report, last_success=1234))}
+    assert [s.value for s in kept["tokenops_rotation_last_success_timestamp_seconds"].samples] == [1234]
+    good = rep.build([source("das", "tenant-a", [token("fresh")])], now=NOW)
+    samples = {f.name: f.samples for f in text_string_to_metric_families(rep.to_prometheus(good, last_success=1234))}
+    assert [s.value for s in samples["tokenops_rotation_last_success_timestamp_seconds"]] == [NOW.timestamp()]
+    # Check mode predicts: it succeeds at nothing.
+    predicted = rep.build([source("das", "tenant-a", [token("fresh")], check_mode=True)], now=NOW)
+    assert rep.last_success_of(predicted, 99) == 99
