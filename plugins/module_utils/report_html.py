@@ -46,6 +46,7 @@ SHORT = {
     "manual_step": "needs a step in the product's interface", "das_unmanaged": "is managed by no inventory host",
     "das_all_paths": "allows every API path", "das_never_expires": "never expires", "backed_off": "held by another run",
 }
+TABLE_NAMES = {"secretserver": "Secret Server"}   # short enough for the table's product column
 ENDPOINT_NOUN = {"das": ("tenant", "tenants"), "dpa": ("DPA server", "DPA servers"), "secretserver": ("Secret Server", "Secret Servers"),
                  "openpayments": ("authorization server", "authorization servers")}
 TABLE_PAGE = 100        # table rows the script adds at a time: the DOM stays small
@@ -342,7 +343,7 @@ class _Page(object):
                     cells.pop()
             rows.append(cells)
         return {
-            "products": [[p, self.name(p)] for p in self.products],
+            "products": [[p, self.name(p), TABLE_NAMES.get(p, self.name(p))] for p in self.products],
             "endpoints": sorted(endpoints, key=endpoints.get),
             "actions": sorted(actions, key=actions.get),
             "outcomes": [[key, mark, title] for key, mark, title in OUTCOMES],
@@ -456,8 +457,8 @@ table.rows th{background:#fff;text-align:left;font-size:12px;color:var(--muted);
 padding:6px}
 table.rows td{padding:6px;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:anywhere;word-break:break-word}
 table.rows td ul{margin:0;padding-left:16px}
-col.c-mark{width:64px}col.c-product{width:112px}col.c-endpoint{width:14%}col.c-token{width:17%}col.c-action{width:104px}
-col.c-expires{width:136px}
+col.c-mark{width:64px}col.c-product{width:120px}col.c-endpoint{width:14%}col.c-token{width:17%}col.c-action{width:104px}
+col.c-expires{width:150px}
 tr.r0{background:#fff5f5}tr.r1{background:#fffaf0}
 td .at{color:var(--muted);font-size:12px}td .tl{font-variant-numeric:tabular-nums}td .tl.past{color:var(--fail);font-weight:600}
 td .quiet{color:var(--muted)}td.none{text-align:center;color:var(--muted);padding:18px}
@@ -500,13 +501,13 @@ _JS = r"""
   function rowNode(r) {
     var tr = node("tr", "r" + r[0]), o = outcomes[r[0]], td;
     td = node("td"); td.appendChild(node("span", "pill " + o[0], o[1])); td.title = o[2]; tr.appendChild(td);
-    tr.appendChild(node("td", null, data.products[r[1]][1]));
+    td = node("td", null, data.products[r[1]][2]); td.title = data.products[r[1]][1]; tr.appendChild(td);
     tr.appendChild(node("td", null, data.endpoints[r[2]]));
     td = node("td"); td.appendChild(node("code", null, r[3] || "(the whole endpoint)")); tr.appendChild(td);
     tr.appendChild(node("td", null, data.actions[r[4]]));
     td = node("td");
     if (r[6]) { td.appendChild(node("div", "tl" + (r[6].indexOf("expired") === 0 ? " past" : ""), r[6])); }
-    if (r[5]) { td.appendChild(node("div", "at", r[5].replace("T", " ").replace("Z", " UTC"))); }
+    if (r[5]) { td.appendChild(node("div", "at", r[5].replace("T", " ").replace(/:\d\d(\.\d+)?Z$/, " UTC"))); td.title = r[5]; }
     tr.appendChild(td);
     td = node("td");
     var todo = r[8] || [];
