@@ -457,7 +457,7 @@ table.rows th{background:#fff;text-align:left;font-size:12px;color:var(--muted);
 padding:6px}
 table.rows td{padding:6px;border-bottom:1px solid var(--line);vertical-align:top;overflow-wrap:anywhere;word-break:break-word}
 table.rows td ul{margin:0;padding-left:16px}
-col.c-mark{width:64px}col.c-product{width:120px}col.c-endpoint{width:14%}col.c-token{width:17%}col.c-action{width:104px}
+col.c-mark{width:64px}col.c-product{width:120px}col.c-endpoint{width:14%}col.c-token{width:17%}col.c-action{width:128px}
 col.c-expires{width:150px}
 tr.r0{background:#fff5f5}tr.r1{background:#fffaf0}
 td .at{color:var(--muted);font-size:12px}td .tl{font-variant-numeric:tabular-nums}td .tl.past{color:var(--fail);font-weight:600}

@@ -463,6 +463,10 @@ def _assert_no_overflow(page):
     wide = page.evaluate("Array.from(document.querySelectorAll('main *')).filter(e => e.getBoundingClientRect().right > "
                          "document.documentElement.clientWidth + 0.5).length")
     assert wide == 0
+    # Nor inside: no cell or line whose text runs past its box (a long id that does not wrap spills over its neighbours).
+    spilled = page.evaluate("Array.from(document.querySelectorAll('main td, main th, main li, main p, main summary, main div'))"
+                            ".filter(e => e.getClientRects().length && e.scrollWidth > e.clientWidth + 1).map(e => e.outerHTML.slice(0, 120))")
+    assert spilled == []
 
 
 def _screenshot(page, name, full_page):
