@@ -49,6 +49,7 @@ SHORT = {
 TABLE_NAMES = {"secretserver": "Secret Server"}   # short enough for the table's product column
 ENDPOINT_NOUN = {"das": ("tenant", "tenants"), "dpa": ("DPA server", "DPA servers"), "secretserver": ("Secret Server", "Secret Servers"),
                  "openpayments": ("authorization server", "authorization servers")}
+INLINE = 3              # a group of up to this many endpoints or tokens names them in its line; a larger one lists them below
 TABLE_PAGE = 100        # table rows the script adds at a time: the DOM stays small
 
 
@@ -211,14 +212,13 @@ class _Page(object):
             values = expiry[product] if product else totals
             if line % 2 == 0:
                 out.append('<rect x="0" y="%d" width="%d" height="%d" fill="#f6f7f9"/>' % (y - 2, width, row_h))
-            out.append('<text x="6" y="%d" class="%s">%s</text>' % (y + 17, "rowhead all" if not product else "rowhead",
-                                                                   _h(self.name(product) if product else "All products")))
+            noun = self.name(product) if product else "All products"
+            out.append('<text x="6" y="%d" class="rowhead%s">%s</text>' % (y + 17, "" if product else " all", _h(noun)))
             for index, (key, title, _bound, colour) in enumerate(BUCKETS):
                 count = values[key]
                 peak = max(totals[key] if not product else max(expiry[p][key] for p in self.products), 1)
                 bar = round(BAR_MAX * count / float(peak), 2) if count else 0
                 x = label_w + index * col_w
-                noun = self.name(product) if product else "All products"
                 out.append('<rect class="bar" data-product="%s" data-bucket="%s" data-count="%d" x="%d" y="%d" width="%s" height="16" '
                            'rx="2" fill="%s"><title>%s: %s %s</title></rect>' % (
                                _h(product or "all"), key, count, x, y + 5, bar, colour, _h(noun),
@@ -293,7 +293,11 @@ class _Page(object):
         audit = " (tenant audit)" if item.get("action") == "audit" else ""
         product = '<span class="prod">%s</span>' % _h(self.name(item["product"]))
         listed = ""
-        if len(endpoints) > 1:
+        if 1 < len(endpoints) <= INLINE:
+            head = "%s %s: %s" % (product, ", ".join(_h(e) for e in endpoints), _token_link(item["token"]))
+        elif 1 < len(tokens) <= INLINE:
+            head = "%s %s: %s" % (product, _h(endpoints[0]), ", ".join(_token_link(t) for t in tokens))
+        elif len(endpoints) > 1:
             head = '%s <strong class="n">%s</strong>: %s' % (product, _h(_plural(len(endpoints), one, many)), _token_link(item["token"]))
             listed = '<details class="where"><summary>the %s</summary><p>%s</p></details>' % (
                 _h(_plural(len(endpoints), one, many)), ", ".join(_h(e) for e in endpoints))

@@ -1,204 +1,42 @@
 """The HTML report at fleet scale: what the page says, that it escapes everything, and a real browser on 10,000 rows.
 
-The fleet is what the four product roles record (the `sources` of rotation_report) for a realistic day: mostly tokens with
-nothing to do, some rotated, DPA refresh tokens inside warn_before and fail_before, Open Payments grants waiting for consent,
-Secret Server users who need a one-time code, interrupted rotations, failures, and the same DAS audit finding on every tenant.
-Every result also carries secret fields a module must never hand on; none may reach the page.
+The fleet (tests/fixtures/report_fleet.py) is what the four product roles record for a realistic day, secrets and markup included.
 """
 
-import datetime
 import html
 import json
 import os
-import random
 import re
 import shutil
 import time
-import zlib
 from pathlib import Path
 
 import pytest
 
 from ansible_collections.tokenops.rotation.plugins.module_utils import report as rep
 from ansible_collections.tokenops.rotation.plugins.module_utils import report_html
+from tests.fixtures.report_fleet import (
+    BUCKET_KEYS,
+    HOSTILE_ENDPOINT,
+    HOSTILE_TOKEN,
+    LEAK,
+    NOW,
+    OUTCOME_KEYS,
+    Canaries,
+    at,
+    bucket_of,
+    expected_counts,
+    fleet_sources,
+    outcome_of,
+    result,
+    source,
+)
 
-NOW = datetime.datetime(2027, 1, 15, 8, 0, 0, tzinfo=datetime.timezone.utc)
 REPO = Path(__file__).resolve().parents[4]
 ARTIFACTS = REPO / ".build" / "test-artifacts" / "report-html"
 CHROMIUM = os.environ.get("TOKENOPS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-HOSTILE_TOKEN = '</script><script>alert("token")</script>'
-HOSTILE_ENDPOINT = 'pam-<img src=x onerror=alert(1)>'
-LEAK = re.compile(r"canary-\d{6}-x7Qz")
-OUTCOME_KEYS = [key for key, _mark, _title in report_html.OUTCOMES]
-
-
-def at(**delta):
-    return (NOW + datetime.timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class Canaries(object):
-    """Secret values put into the results, as a leaking module would: none may appear in a report (all match LEAK)."""
-
-    def __init__(self):
-        self.issued = []
-
-    def __call__(self):
-        value = "canary-%06d-%s" % (len(self.issued), "x7Qz")
-        self.issued.append(value)
-        return value
-
-
-def result(canary, token_id, action="none", **extra):
-    """One token's module result, with the secret fields a careless module might return."""
-    out = {"id": token_id, "action": action, "changed": action in ("created", "rotated", "recovered", "revoked"),
-           "token_id": token_id, "fingerprint": "sha256:%012x" % zlib.crc32(token_id.encode()),
-           "rotated_at": at(days=-3), "store_path": "tokenops/%s" % token_id,
-           "secret": canary(), "refresh_token": canary(), "previous": {"secret": canary()}}
-    out.update(extra)
-    return out
-
-
-def source(product, endpoint, results, configured=None, removing=(), cleanup=None, **extra):
-    src = {"product": product, "endpoint": endpoint, "url": "https://%s.example.net" % endpoint, "check_mode": False,
-           "configured": configured if configured is not None else [r["id"] for r in results], "removing": list(removing),
-           "rotate": {"changed": any(r["changed"] for r in results), "results": results}}
-    if cleanup is not None:
-        src["cleanup"] = {"changed": True, "results": cleanup}
-    src.update(extra)
-    return src
-
-
-def _expiry(rng):
-    """Days left on a token of a fleet rotated on schedule: spread over 90 days, a few close or past."""
-    roll = rng.random()
-    if roll < 0.01:
-        return rng.uniform(-3, -0.1)
-    if roll < 0.03:
-        return rng.uniform(0.05, 0.99)
-    if roll < 0.09:
-        return rng.uniform(1, 7)
-    if roll < 0.30:
-        return rng.uniform(7, 30)
-    return rng.uniform(30, 90)
-
-
-def fleet_sources(canary, rows=10000, seed=20):
-    """What the roles record for a fleet of `rows` token rows over four products (DAS 35%, DPA 20%, Secret Server 22%, OP 23%)."""
-    rng = random.Random(seed)
-    plan = [("das", 50, 3500), ("dpa", 40, 2000), ("secretserver", 44, 2200), ("openpayments", 46, rows - 7700)]
-    sources = []
-    for product, endpoints, total in plan:
-        per = [total // endpoints + (1 if i < total % endpoints else 0) for i in range(endpoints)]
-        for number, count in enumerate(per):
-            endpoint = {"das": "das-tenant-%02d", "dpa": "dpa-%02d.corp.example", "secretserver": "pam-%02d",
-                        "openpayments": "auth-%02d.wallet.example"}[product] % (number + 1)
-            if product == "secretserver" and number == 7:
-                endpoint = HOSTILE_ENDPOINT
-            sources.append(_endpoint_source(rng, canary, product, endpoint, number, count))
-    return sources
-
-
-def _endpoint_source(rng, canary, product, endpoint, number, count):
-    results, removing, cleanup = [], [], None
-    if product == "das" and number % 5 == 0:   # a tenant that removes one token this run: a cleanup row
-        removing = ["retired-%02d" % number]
-        cleanup = [result(canary, removing[0], "revoked", expires_at=None, fingerprint=None)]
-        count -= 1
-    for index in range(count):
-        if product == "das":
-            token_id = ("systems/%024x/opa-bundle-reader" % rng.getrandbits(96)) if index % 3 == 0 else "svc-%s-%03d" % (
-                rng.choice(["billing", "ci-deployer", "payments-api", "audit-export", "catalog"]), index)
-        elif product == "dpa":
-            token_id = "dpa-report-%s-%03d" % (rng.choice(["nightly", "capacity", "sla", "oncall"]), index)
-        elif product == "secretserver":
-            token_id = "svc_%s_%03d" % (rng.choice(["backup", "deploy", "scanner", "ldap-sync"]), index)
-        else:
-            token_id = "grant-%s-%03d" % (rng.choice(["payouts", "invoicing", "refunds"]), index)
-        if product == "secretserver" and number == 7 and index == 0:   # ids and messages are data, never markup
-            results.append(result(canary, HOSTILE_TOKEN, "failed", failed=True, msg='<b onmouseover="alert(2)">HTTP 500</b> & </script>'))
-            continue
-        results.append(_token_result(rng, canary, product, token_id, endpoint))
-    configured = [r["id"] for r in results]
-    if product == "secretserver" and number == 3:   # a server the store could not be reached for: the task failed as a whole
-        return {"product": product, "endpoint": endpoint, "url": "https://%s.example.net" % endpoint, "check_mode": False,
-                "configured": configured, "removing": [],
-                "rotate": {"failed": True, "msg": "Delinea Secret Server: store (vault): connection refused to https://bao.example:8200"}}
-    extra = {}
-    if product == "das":
-        audit = [{"id": "tokenops-admin", "managed": False, "allows_all_paths": True, "never_expires": True, "expires_at": None,
-                  "description": "created by hand at setup"}]
-        if number % 4 == 1:
-            audit.append({"id": "legacy-ci", "managed": False, "allows_all_paths": False, "never_expires": False,
-                          "expires_at": at(days=200)})
-        extra["audit"] = {"audit": audit}
-    return source(product, endpoint, results, configured=configured, removing=removing, cleanup=cleanup, **extra)
-
-
-def _token_result(rng, canary, product, token_id, endpoint):
-    days = _expiry(rng)
-    base = {"expires_at": at(days=days)}
-    roll = rng.random()
-    if product == "das" and roll < 0.04:
-        return result(canary, token_id, "rotated", expires_at=at(days=30), rotated_at=at(minutes=-2))
-    if product == "das" and roll < 0.045:
-        return result(canary, token_id, "needs_reconcile", fingerprint=None,
-                      reconcile_steps=["Revoke the token %s-next in DAS if it exists" % token_id, "Run the job again with das_state: rotated"])
-    if product == "dpa":
-        status = "fail" if days < 7 else ("warn" if days < 21 else "ok")
-        return result(canary, token_id, "none", expiry_status=status, days_left=int(days), failed=status == "fail",
-                      access_token=canary(), **base)
-    if product == "secretserver" and roll < 0.01:
-        return result(canary, token_id, "needs_interaction", failed=True, msg="a fresh one-time code is needed: run with otp", **base)
-    if product == "secretserver" and roll < 0.05:
-        return result(canary, token_id, "rotated", expires_at=at(hours=8), rotated_at=at(minutes=-1))
-    if product == "openpayments" and roll < 0.02:
-        return result(canary, token_id, "needs_interaction", fingerprint=None, expires_at=None,
-                      redirect="https://%s/interact/%s?finish=%d&x=1" % (endpoint, token_id, rng.getrandbits(20)),
-                      grant_requested_at=at(hours=-rng.choice([1, 5, 30, 70])))
-    if product == "openpayments" and roll < 0.025:
-        return result(canary, token_id, "none", backed_off=True, fingerprint=None, holder="awx-job-%d" % rng.randint(100, 999),
-                      lease_expires_at=at(seconds=rng.choice([-600, 45])), msg="another run holds it")
-    if roll < 0.052:
-        return result(canary, token_id, "failed", failed=True, msg="%s: HTTP 503 from https://%s.example.net (retried 3 times)" % (
-            rep.PRODUCTS[product], endpoint), **base)
-    return result(canary, token_id, "none", **base)
-
-
-# ------------------------------------------------------------------ what the page must say, from the JSON report
-
-def outcome_of(row):
-    """A row's outcome as the page names it, from the JSON report's own fields."""
-    if row["fails_job"]:
-        return "fail"
-    if row["needs_person"]:
-        return "todo"
-    if row["changed"]:
-        return "changed"
-    if row["backed_off"]:
-        return "held"
-    return "ok"
-
-
-def bucket_of(row):
-    """When a kept token (a row of the rotate stage) expires, from the JSON report's seconds_left."""
-    if row["stage"] != "rotate" or not row["token"]:
-        return None
-    left = row["seconds_left"]
-    if left is None:
-        return "none"
-    return "expired" if left < 0 else "day" if left < 86400 else "week" if left < 7 * 86400 else "month" if left < 30 * 86400 else "later"
-
-
-def expected_counts(document):
-    outcomes, buckets = {}, {}
-    for row in document["rows"]:
-        outcomes.setdefault(row["product"], dict.fromkeys(OUTCOME_KEYS, 0))[outcome_of(row)] += 1
-        bucket = bucket_of(row)
-        if bucket:
-            buckets.setdefault(row["product"], dict.fromkeys([b[0] for b in report_html.BUCKETS], 0))[bucket] += 1
-    return outcomes, buckets
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +58,7 @@ def fleet_report():
 
 def test_the_fleet_is_the_size_and_shape_the_browser_test_claims(fleet_report):
     document = fleet_report["document"]
+    assert tuple(o[0] for o in report_html.OUTCOMES) == OUTCOME_KEYS and tuple(b[0] for b in report_html.BUCKETS) == BUCKET_KEYS
     assert len(document["rows"]) == 10000
     assert {r["product"] for r in document["rows"]} == set(rep.PRODUCT_ORDER)
     outcomes = {outcome_of(r) for r in document["rows"]}
