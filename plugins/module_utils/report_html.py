@@ -162,8 +162,10 @@ class _Page(object):
     def cards(self, expiry):
         totals = dict((b[0], sum(expiry[p][b[0]] for p in self.products)) for b in BUCKETS)
         counts = self.report["counts"]
+        audit = len(self.report["audit"])
         cards = [("fails-job", "Fail the job", counts["fails_job"], "fail"),
-                 ("needs-person", "Need a person", counts["needs_person"], "todo"),
+                 ("needs-person", "Need a person" + (" (%s)" % _plural(audit, "audit finding", "audit findings") if audit else ""),
+                  counts["needs_person"], "todo"),
                  ("changed", "Changed by this run", counts["changed"], "changed"),
                  ("expired", "Expired", totals["expired"], "expired"),
                  ("within-day", "Expire within 1 day", totals["day"], "day"),

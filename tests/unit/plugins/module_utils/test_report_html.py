@@ -179,6 +179,8 @@ def test_the_page_in_a_browser_at_10000_rows(fleet_report):
             assert _numbers(total_cells[-1]) == len(rows)
             assert _numbers(page.inner_text("#card-fails-job .num")) == sum(1 for r in rows if r["fails_job"]) + sum(
                 1 for a in document["audit"] if a["fails_job"])
+            assert _numbers(page.inner_text("#card-needs-person .num")) == sum(1 for r in rows if r["needs_person"]) + len(document["audit"])
+            assert "(%d audit findings)" % len(document["audit"]) in page.inner_text("#card-needs-person")
             within = [sum(b[k] for b in buckets.values()) for k in ("expired", "day", "week", "month")]
             assert [_numbers(page.inner_text("#card-%s .num" % c)) for c in ("expired", "within-day", "within-week", "within-month")] == [
                 within[0], within[1], within[1] + within[2], within[1] + within[2] + within[3]]
