@@ -164,16 +164,17 @@ class _Page(object):
         counts = self.report["counts"]
         audit = len(self.report["audit"])
         cards = [("fails-job", "Fail the job", counts["fails_job"], "fail"),
-                 ("needs-person", "Need a person" + (" (%s)" % _plural(audit, "audit finding", "audit findings") if audit else ""),
-                  counts["needs_person"], "todo"),
+                 ("needs-person", "Need a person", counts["needs_person"], "todo"),
                  ("changed", "Changed by this run", counts["changed"], "changed"),
                  ("expired", "Expired", totals["expired"], "expired"),
                  ("within-day", "Expire within 1 day", totals["day"], "day"),
                  ("within-week", "Expire within 7 days", totals["day"] + totals["week"], "week"),
                  ("within-month", "Expire within 30 days", totals["day"] + totals["week"] + totals["month"], "month")]
+        notes = {"needs-person": "incl. %s" % _plural(audit, "audit finding", "audit findings") if audit else ""}
         return '<div class="cards">%s</div>' % "".join(
-            '<div class="card c-%s%s" id="card-%s"><div class="num">%s</div><div class="what">%s</div></div>' % (
-                kind, " zero" if not value else "", key, _n(value), _h(title)) for key, title, value, kind in cards)
+            '<div class="card c-%s%s" id="card-%s"><div class="num">%s</div><div class="what">%s%s</div></div>' % (
+                kind, " zero" if not value else "", key, _n(value), _h(title),
+                '<span class="incl">%s</span>' % _h(notes[key]) if notes.get(key) else "") for key, title, value, kind in cards)
 
     def counts_table(self, outcomes):
         head = "".join('<th class="num">%s</th>' % _h(title) for _key, _mark, title in OUTCOMES)
@@ -427,7 +428,7 @@ h1{font-size:22px;margin:0}h2{font-size:16px;margin:0 0 10px}
 .card .num{font-size:26px;line-height:1.2;font-weight:650;font-variant-numeric:tabular-nums}.card .what{color:var(--muted);font-size:12.5px}
 .card.c-fail{border-left-color:var(--fail)}.card.c-todo{border-left-color:var(--todo)}.card.c-changed{border-left-color:var(--changed)}
 .card.c-expired{border-left-color:#c62828}.card.c-day{border-left-color:#ef6c00}.card.c-week{border-left-color:#f9a825}
-.card.c-month{border-left-color:#7cb342}.card.zero .num{color:#8c959f}
+.card.c-month{border-left-color:#7cb342}.card .incl{display:block;font-size:11.5px}.card.zero .num{color:#8c959f}
 .overview{display:grid;grid-template-columns:minmax(0,1fr);gap:14px;margin-bottom:18px}
 .panel{border:1px solid var(--line);border-radius:6px;padding:12px 14px}
 .note{color:var(--muted);font-size:12.5px;margin:8px 0 0}

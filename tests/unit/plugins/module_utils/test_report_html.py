@@ -35,6 +35,7 @@ from tests.fixtures.report_fleet import (
 REPO = Path(__file__).resolve().parents[4]
 ARTIFACTS = REPO / ".build" / "test-artifacts" / "report-html"
 CHROMIUM = os.environ.get("TOKENOPS_CHROMIUM", "/usr/bin/chromium")
+LOADED_MACHINE_MS = 180000   # how long a step may take on a shared 2-core machine; an idle one needs about a second
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 
@@ -144,9 +145,11 @@ def _numbers(text):
     return int(text.strip().replace(",", ""))
 
 
+@pytest.mark.slow
 def test_the_page_in_a_browser_at_10000_rows(fleet_report):
     sync_api, chromium = _browser()
     expect = sync_api.expect
+    expect.set_options(timeout=LOADED_MACHINE_MS)
     document, page_text = fleet_report["document"], fleet_report["page"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     html_path = ARTIFACTS / "tokenops-rotation.html"
@@ -160,6 +163,7 @@ def test_the_page_in_a_browser_at_10000_rows(fleet_report):
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 1000}, device_scale_factor=1)
+            context.set_default_timeout(LOADED_MACHINE_MS)
             requests, dialogs, errors = [], [], []
             context.on("request", lambda request: requests.append(request.url))
             page = context.new_page()
@@ -180,7 +184,7 @@ def test_the_page_in_a_browser_at_10000_rows(fleet_report):
             assert _numbers(page.inner_text("#card-fails-job .num")) == sum(1 for r in rows if r["fails_job"]) + sum(
                 1 for a in document["audit"] if a["fails_job"])
             assert _numbers(page.inner_text("#card-needs-person .num")) == sum(1 for r in rows if r["needs_person"]) + len(document["audit"])
-            assert "(%d audit findings)" % len(document["audit"]) in page.inner_text("#card-needs-person")
+            assert "incl. %d audit findings" % len(document["audit"]) in page.inner_text("#card-needs-person")
             within = [sum(b[k] for b in buckets.values()) for k in ("expired", "day", "week", "month")]
             assert [_numbers(page.inner_text("#card-%s .num" % c)) for c in ("expired", "within-day", "within-week", "within-month")] == [
                 within[0], within[1], within[1] + within[2], within[1] + within[2] + within[3]]
@@ -279,6 +283,7 @@ def test_the_page_in_a_browser_at_10000_rows(fleet_report):
 
             # The page's Content-Security-Policy would block a load before it became a request: without it, still none.
             bare = browser.new_context(viewport={"width": 1280, "height": 1000}, bypass_csp=True)
+            bare.set_default_timeout(LOADED_MACHINE_MS)
             attempts = []
             bare.on("request", lambda request: attempts.append(request.url))
             again = bare.new_page()
