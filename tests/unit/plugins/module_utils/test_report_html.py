@@ -126,6 +126,11 @@ def test_a_small_report_renders_without_findings_or_errors():
     page = rep.to_html(report)
     assert "Nothing: no token needs a person." in page and "Stages that failed" not in page
     assert 'data-product="das" data-bucket="later" data-count="1"' in page
+    assert 'data-product="all" data-bucket="later" data-count="1"' in page
+    # No rows at all, and a role that failed before any token: still a page, saying so.
+    assert "Nothing: no token needs a person." in rep.to_html(rep.build([], now=NOW))
+    failed = rep.to_html(rep.build([{"product": "das", "endpoint": "tenant-z", "error": "das_url is required"}], now=NOW))
+    assert "Stages that failed" in failed and "tenant-z, stage role: das_url is required" in failed
 
 
 # ------------------------------------------------------------------ a real browser
