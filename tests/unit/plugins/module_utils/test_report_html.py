@@ -135,7 +135,8 @@ def test_a_small_report_renders_without_findings_or_errors():
 
 # ------------------------------------------------------------------ a real browser
 
-def _browser():
+@pytest.fixture
+def browser_tools():
     """Playwright for Python driving the distribution's Chromium; the test skips, saying what is missing, elsewhere."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="the Python package playwright is not installed (tests/requirements.txt)")
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
@@ -151,8 +152,8 @@ def _numbers(text):
 
 
 @pytest.mark.slow
-def test_the_page_in_a_browser_at_10000_rows(fleet_report):
-    sync_api, chromium = _browser()
+def test_the_page_in_a_browser_at_10000_rows(browser_tools, fleet_report):
+    sync_api, chromium = browser_tools
     expect = sync_api.expect
     expect.set_options(timeout=LOADED_MACHINE_MS)
     document, page_text = fleet_report["document"], fleet_report["page"]
