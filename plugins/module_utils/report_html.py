@@ -314,6 +314,15 @@ class _Page(object):
         return '<li class="group" data-endpoints="%d" data-tokens="%d">%s %s%s%s%s</li>' % (
             len(endpoints), len(tokens), head, _h(what), audit, '<ul class="todo">%s</ul>' % todo if todo else "", listed)
 
+    def warnings_section(self):
+        """Warnings of the run itself (report["warnings"], when the report has them: a metrics push that failed, ...)."""
+        warnings = self.report.get("warnings")
+        if not isinstance(warnings, list) or not warnings:
+            return ""
+        texts = [w.get("msg") if isinstance(w, dict) and w.get("msg") else w for w in warnings]
+        return '<section id="warnings"><h2>Warnings</h2><ul class="errors">%s</ul></section>' % "".join(
+            "<li>%s</li>" % _h_linked(t if isinstance(t, str) else json.dumps(t, sort_keys=True, default=str)) for t in texts)
+
     def errors_section(self):
         errors = self.report["errors"]
         if not errors:
@@ -401,6 +410,7 @@ def render(report, products, product_order, conditions, rank):
         page.header(),
         page.cards(expiry),
         '<div class="overview">%s%s</div>' % (page.counts_table(outcomes), page.expiry_picture(expiry)),
+        page.warnings_section(),
         page.errors_section(),
         page.findings_section(),
         page.table_section(outcomes),

@@ -131,6 +131,11 @@ def test_a_small_report_renders_without_findings_or_errors():
     assert "Nothing: no token needs a person." in rep.to_html(rep.build([], now=NOW))
     failed = rep.to_html(rep.build([{"product": "das", "endpoint": "tenant-z", "error": "das_url is required"}], now=NOW))
     assert "Stages that failed" in failed and "tenant-z, stage role: das_url is required" in failed
+    # Warnings of the run itself, where the report has them (a metrics push that failed), escaped like the rest.
+    warned = rep.build([], now=NOW)
+    warned["warnings"] = ["push to https://pushgateway.example:9091 failed: <503>", {"msg": "second"}]
+    page = rep.to_html(warned)
+    assert "<h2>Warnings</h2>" in page and "failed: &lt;503&gt;" in page and "<li>second</li>" in page
 
 
 # ------------------------------------------------------------------ a real browser
