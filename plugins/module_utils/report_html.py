@@ -220,14 +220,14 @@ class _Page(object):
             for index, (key, title, _bound, colour) in enumerate(BUCKETS):
                 count = values[key]
                 peak = max(totals[key] if not product else max(expiry[p][key] for p in self.products), 1)
-                bar = round(BAR_MAX * count / float(peak), 2) if count else 0
+                length = round(BAR_MAX * count / float(peak), 2) if count else 0
                 x = label_w + index * col_w
                 out.append('<rect class="bar" data-product="%s" data-bucket="%s" data-count="%d" x="%d" y="%d" width="%s" height="16" '
                            'rx="2" fill="%s"><title>%s: %s %s</title></rect>' % (
-                               _h(product or "all"), key, count, x, y + 5, bar, colour, _h(noun),
+                               _h(product or "all"), key, count, x, y + 5, length, colour, _h(noun),
                                _plural(count, "token", "tokens"), _h(title.lower())))
                 out.append('<text x="%s" y="%d" class="count%s" data-product="%s" data-bucket="%s">%s</text>' % (
-                    x + bar + 5, y + 18, " zero" if not count else "", _h(product or "all"), key, _n(count)))
+                    x + length + 5, y + 18, " zero" if not count else "", _h(product or "all"), key, _n(count)))
         out.append("</svg>")
         return ('<section class="panel expiry"><h2>When the tokens expire</h2>%s<p class="note">Tokens the run keeps, by the time left '
                 'on their stored secret. Each column is scaled to its own largest count; the last row is all products.</p>'

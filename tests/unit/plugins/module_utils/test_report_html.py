@@ -245,7 +245,7 @@ def test_the_page_in_a_browser_at_10000_rows(browser_tools, fleet_report):
             page.fill("#q", quiet["token"])
             expected = [r for r in rows if quiet["token"].lower() in (r["token"] + "\n" + r["endpoint"]).lower()]
             expect(page.locator("#status")).to_contain_text("of %s matching" % format(len(expected), ","))
-            assert [t for t in page.locator("#rows tr td:nth-child(4)").all_inner_texts()] == [r["token"] for r in expected][:report_html.TABLE_PAGE]
+            assert page.locator("#rows tr td:nth-child(4)").all_inner_texts() == [r["token"] for r in expected][:report_html.TABLE_PAGE]
             # ... and by endpoint.
             page.fill("#q", "dpa-17.corp")
             expected = [r for r in rows if "dpa-17.corp" in r["endpoint"]]
