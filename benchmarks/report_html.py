@@ -28,7 +28,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-import tests.conftest  # noqa: E402,F401  pylint: disable=unused-import  (the work tree importable as the collection, as in the unit tests)
+# The work tree importable as the collection, as in the unit tests.
+import tests.conftest  # noqa: E402,F401  pylint: disable=unused-import
 from ansible_collections.tokenops.rotation.plugins.module_utils import report as rep  # noqa: E402
 from ansible_collections.tokenops.rotation.plugins.module_utils import report_html  # noqa: E402
 from tests.fixtures.report_fleet import NOW, Canaries, fleet_sources  # noqa: E402
