@@ -14,10 +14,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import html
 import json
-import re
 
+from ansible_collections.tokenops.rotation.plugins.module_utils import report_html
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import iso, parse_duration, parse_time
 
 PRODUCTS = {"das": "Styra DAS", "dpa": "SolarWinds DPA", "secretserver": "Delinea Secret Server", "openpayments": "Open Payments"}
@@ -668,87 +667,9 @@ def _note(row):
     return ""
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em;color:#1d1d1f}
-h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}
-table{border-collapse:collapse;width:100%;font-size:.9em}
-th,td{border:1px solid #d0d0d5;padding:.35em .5em;text-align:left;vertical-align:top}
-th{background:#f2f2f5}td.time{white-space:nowrap}
-tr.r0 td:first-child{background:#d92c2c;color:#fff}tr.r1 td:first-child{background:#f0b400}
-tr.r2 td:first-child{background:#2f7d32;color:#fff}tr.r3 td:first-child{background:#8c8c99;color:#fff}
-.outcome-failed{color:#d92c2c}.outcome-attention{color:#a87400}.outcome-ok{color:#2f7d32}
-ul{margin:.2em 0;padding-left:1.2em}code{font-size:.95em}
-"""
-
-
-def _h(text):
-    return html.escape("" if text is None else str(text), quote=True)
-
-
-_URL = re.compile(r"(https?://[^\s<>\"']+)")
-
-
-def _h_linked(text):
-    """Escaped text whose http(s) URLs are links (a consent URL must be one click away)."""
-    parts = _URL.split("" if text is None else str(text))
-    out = []
-    for index, part in enumerate(parts):
-        if index % 2:
-            url = part.rstrip(".,;)")
-            tail = part[len(url):]
-            out.append('<a href="%s">%s</a>%s' % (_h(url), _h(url), _h(tail)))
-        else:
-            out.append(_h(part))
-    return "".join(out)
-
-
-def _todo_html(todos):
-    if not todos:
-        return ""
-    return "<ul>%s</ul>" % "".join("<li>%s</li>" % _h_linked(t) for t in todos)
-
-
 def to_html(report):
-    counts = report["counts"]
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             "<title>Token rotation report %s</title><style>%s</style></head><body>" % (_h(report["generated_at"]), _CSS),
-             "<h1>Token rotation report</h1>",
-             '<p>Run at %s: <strong class="outcome-%s">%s</strong>%s. %d token(s) on %d endpoint(s), %d changed, %d need a person, '
-             "%d fail the job.</p>" % (_h(report["generated_at"]), _h(report["outcome"]), _h(report["outcome"]),
-                                       " (check mode: what a real run would do)" if report["check_mode"] else "",
-                                       counts["tokens"], counts["endpoints"], counts["changed"], counts["needs_person"], counts["fails_job"])]
-    if report["needs_person"]:
-        parts.append("<h2>What needs a person</h2><ul>")
-        for item in report["needs_person"]:
-            parts.append("<li>%s<strong>%s</strong> %s <code>%s</code>: %s%s</li>" % (
-                "<em>fails the job:</em> " if item["fails_job"] else "", _h(PRODUCTS.get(item["product"], item["product"])),
-                _h(item["endpoint"]), _h(item["token"] or "-"), _h(", ".join(item["conditions"])), _todo_html(item["todo"])))
-        parts.append("</ul>")
-    parts.append("<h2>Tokens, most urgent first</h2><table><thead><tr><th></th><th>Product</th><th>Endpoint</th><th>Token</th>"
-                 "<th>Action</th><th>Expires at</th><th>Time left</th><th>What a person must do</th></tr></thead><tbody>")
-    for row in report["rows"]:
-        rank = _rank(row)
-        parts.append('<tr class="r%d"><td>%s</td><td>%s</td><td>%s</td><td><code>%s</code></td><td>%s</td><td class="time">%s</td>'
-                     '<td class="time">%s</td><td>%s</td></tr>' % (
-                         rank, _MARK[rank], _h(row["product_name"]), _h(row["endpoint"]), _h(row["token"]), _h(_action_text(row)),
-                         _h(row.get("expires_at") or ""), _h(row["time_left"]), _todo_html(row["todo"]) or _h(_note(row))))
-    parts.append("</tbody></table>")
-    if report["audit"]:
-        parts.append("<h2>DAS tenant audit</h2><table><thead><tr><th>Tenant</th><th>Token</th><th>Findings</th><th>Expires at</th>"
-                     "<th>What to do</th></tr></thead><tbody>")
-        for item in report["audit"]:
-            parts.append("<tr><td>%s</td><td><code>%s</code></td><td>%s</td><td class=\"time\">%s</td><td>%s</td></tr>" % (
-                _h(item["endpoint"]), _h(item["token"]), _h(", ".join(item["findings"])), _h(item.get("expires_at") or "never"),
-                _todo_html(item["todo"])))
-        parts.append("</tbody></table>")
-    if report["errors"]:
-        parts.append("<h2>Stages that failed</h2><ul>")
-        for error in report["errors"]:
-            parts.append("<li>%s %s (%s): %s</li>" % (_h(error["product"]), _h(error["endpoint"]), _h(error["stage"]), _h(error["msg"])))
-        parts.append("</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    """A self-contained page for people (report_html): summary, expiry picture, grouped findings, a filterable table."""
+    return report_html.render(report, products=PRODUCTS, product_order=PRODUCT_ORDER, conditions=CONDITIONS, rank=_rank)
 
 
 # ------------------------------------------------------------------ Prometheus text format

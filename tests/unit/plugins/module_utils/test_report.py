@@ -190,10 +190,12 @@ def test_markdown_and_html_escape_what_they_show():
     table = [ln for ln in markdown.splitlines() if ln.startswith("| FAIL")]
     assert len(table) == 1 and "x\\|y" in table[0] and "\\| broken<br>second line" in table[0]
     page = rep.to_html(report)
-    assert "<script>" not in page and "&lt;script&gt;" in page
-    assert '<a href="https://as.example/interact/1?a=1&amp;b=2">https://as.example/interact/1?a=1&amp;b=2</a>, then' in page
-    # Self-contained: nothing is loaded from anywhere; the only URLs are the links a person follows.
-    assert not re.search(r"<(link|script|img|iframe)\b|src=|@import|url\(", page)
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; | broken" in page
+    assert '<a href="https://as.example/interact/1?a=1&amp;b=2" rel="noreferrer">https://as.example/interact/1?a=1&amp;b=2</a>, then' in page
+    # Self-contained: nothing is loaded from anywhere; the only URLs are the links a person follows. The page's own
+    # script is inline, and its data is JSON in which no value can end the script element.
+    assert not re.search(r"<(link|img|iframe)\b|src=|@import|url\(", page)
+    assert page.count("<script") == 2 and "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in page
 
 
 def test_prometheus_text_format():
