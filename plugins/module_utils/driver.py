@@ -29,7 +29,10 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import 
     FlowError,
     IntentMissing,
     diff_text,
+    iso,
+    parse_time,
     result_for,
+    utcnow,
 )
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError
 
@@ -365,6 +368,8 @@ class Driver:
         for key in ("holder", "lease_expires_at", "rotation_id", "step", "started_at"):
             if pending.get(key) is not None:
                 result[key] = pending[key]
+        # When this run saw the holder's lease: the report judges the holder by what the run saw, not by when it is written.
+        result["backed_off_at"] = iso(token.flow.now() if token is not None else utcnow())
         if token is not None and token.flow.writes and token.flow.record != token.flow.before:
             result["changed"] = True
         if token is not None:
@@ -402,6 +407,31 @@ class Driver:
             return record
 
         return settled(flow.record) != settled(flow.before)
+
+    def recheck_holders(self, results):
+        """Re-read the entries this run backed off from, once its other tokens are done, and say what their holder did
+        (`holder_state`): `finished` (its intent is gone), `taken_over` (another run recovers it), `working` (its lease
+        still runs) or `stopped` (its intent is still there and its lease ran out: it died mid-rotation). The report pages
+        a person only for `stopped`, whenever it is written."""
+        for result in results:
+            if not result.get("backed_off") or not result.get("store_path") or not result.get("rotation_id"):
+                continue
+            try:
+                pending = (self.mod.store.read(result["store_path"]).data or {}).get("pending") or {}
+                lease = parse_time(pending.get("lease_expires_at"))
+            except (StoreError, ValueError, TypeError):
+                continue   # unknown: the report judges from what the run saw when it backed off
+            now = utcnow()
+            result["holder_checked_at"] = iso(now)
+            if pending.get("rotation_id") != result["rotation_id"]:
+                result["holder_state"] = "finished"
+            elif pending.get("holder") != result.get("holder"):
+                result["holder_state"] = "taken_over"
+            else:
+                result["holder_state"] = "stopped" if lease is not None and lease <= now else "working"
+                if pending.get("lease_expires_at"):
+                    result["lease_expires_at"] = pending["lease_expires_at"]
+        return results
 
     def close(self):
         self.heartbeat.stop()

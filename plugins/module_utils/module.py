@@ -347,6 +347,8 @@ class TokenModule:
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 results = list(pool.map(self._guarded, specs))
+        if self.driver is not None:
+            self.driver.recheck_holders(results)
         self.exit(results, single=self.single)
 
     single = False
