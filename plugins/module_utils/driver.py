@@ -327,9 +327,17 @@ class Driver:
         lines = ["%s: %s" % (key, record[key]) for key in self.steps.diff_keys if record.get(key) is not None]
         return text + "".join(line + "\n" for line in lines)
 
+    @staticmethod
+    def _action(token, action):
+        """One action name for one meaning across products: a run that settled an interrupted rotation reports
+        `recovered` (with `recovered_step`), also when it settled it by minting or adopting a newer secret."""
+        if token.recovering and action in ("created", "rotated", "updated"):
+            return "recovered"
+        return action
+
     def _predicted(self, token, plan):
         after = token.flow.before if plan.predicted is UNCHANGED else plan.predicted
-        result = result_for(token.id, plan.action, token.flow, record=after, changed=plan.changed, msg=plan.reason,
+        result = result_for(token.id, self._action(token, plan.action), token.flow, record=after, changed=plan.changed, msg=plan.reason,
                             **plan.fields)
         result["store_version"] = token.flow.version
         result.pop("secret", None)
@@ -340,7 +348,7 @@ class Driver:
 
     def _result(self, token, plan, outcome):
         flow = token.flow
-        action = outcome.pop("action", plan.action)
+        action = self._action(token, outcome.pop("action", plan.action))
         msg = outcome.pop("msg", plan.reason if action != "none" else None)
         changed = outcome.pop("changed", plan.changed)
         fields = dict(plan.fields)
