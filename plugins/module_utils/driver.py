@@ -34,7 +34,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import 
     result_for,
     utcnow,
 )
-from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError
+from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError, error_text
 
 # Plan.predicted when the record stays as it is.
 UNCHANGED = object()
@@ -246,7 +246,7 @@ class Driver:
             return self._failed(token, exc, error=exc.to_dict())
         except StoreError as exc:
             self._settle(token)
-            return self._failed(token, "%s: store (%s): %s" % (self.steps.product_name, self.mod.store.describe(), exc))
+            return self._failed(token, "%s: %s" % (self.steps.product_name, error_text(self.mod.store, exc)))
         except ValueError as exc:
             self._settle(token)
             return self._failed(token, exc)

@@ -42,6 +42,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     StoreConfigError,
     StoreError,
     check_path,
+    error_text,
     path_for,
     store_from_params,
 )
@@ -331,7 +332,7 @@ class TokenModule:
             return out
         except StoreError as exc:
             return dict(id=name, changed=False, failed=True, action="failed",
-                        msg=self.redactor.scrub("%s: store (%s): %s" % (self.product_name, self.store.describe(), exc)))
+                        msg=self.redactor.scrub("%s: %s" % (self.product_name, error_text(self.store, exc))))
         except (InputError, ValueError) as exc:
             return dict(id=name, changed=False, failed=True, action="failed", msg=self.redactor.scrub(str(exc)))
         except Exception as exc:  # a bug: report it without a secret, keep the traceback for -vvv
