@@ -228,9 +228,9 @@ stats:
 import os
 import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes
 
+from ansible_collections.tokenops.rotation.plugins.module_utils.module import CheckedModule
 from ansible_collections.tokenops.rotation.plugins.module_utils.report import (
     CONDITIONS,
     DEFAULT_FAIL_ON,
@@ -260,7 +260,7 @@ def write_atomically(path, text, mode=0o644):
 
 
 def main():
-    module = AnsibleModule(
+    module = CheckedModule(
         argument_spec=dict(
             sources=dict(type="list", elements="dict", required=True),
             dest=dict(type="path", default="~/.ansible/tokenops/reports"),
@@ -282,9 +282,11 @@ def main():
     if p["prometheus_path"] and not p["prometheus_path"].endswith(".prom"):
         module.fail_json(msg="prometheus_path must end in .prom: the node_exporter textfile collector reads only those files")
     try:
-        report = build(p["sources"], fail_on=p["fail_on"], consent_wait_limit=p["consent_wait_limit"])
+        report, bad_input = build(p["sources"], fail_on=p["fail_on"], consent_wait_limit=p["consent_wait_limit"]), None
     except ValueError as exc:
-        module.fail_json(msg=str(exc))
+        report, bad_input = None, str(exc)
+    if bad_input is not None:
+        module.fail_json(msg=bad_input)   # outside the except block: the input's fault, no traceback
 
     files = {}
     for fmt in p["formats"]:

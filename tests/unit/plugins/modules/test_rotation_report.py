@@ -83,6 +83,8 @@ def test_fail_lists_each_item_with_what_to_do_after_writing(tmp_path):
     ({"name": "../elsewhere"}, "name is a file name"),
 ])
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, args, message):
-    result = run_module(tmp_path, **args)
+    # Tracebacks on, as ANSIBLE_DISPLAY_TRACEBACK=error asks: bad input still gets none.
+    result = run_module(tmp_path, _ansible_tracebacks_for=["error"], **args)
     assert result["failed"] is True and message in result["msg"] and "Traceback" not in result["msg"]
+    assert "exception" not in result, result["exception"]
     assert not (tmp_path / "reports").exists()
