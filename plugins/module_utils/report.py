@@ -422,6 +422,7 @@ def build(sources, now=None, fail_on=DEFAULT_FAIL_ON, consent_wait_limit="1d"):
     return {
         "generated_at": iso(now),
         "check_mode": check_mode,
+        "prediction": check_mode,   # a check run's report says what a real run would do
         "outcome": outcome,
         "fail_on": list(fail_on),
         "consent_wait_limit": consent_wait_limit,
@@ -498,7 +499,7 @@ def _md(text):
 
 def to_markdown(report):
     counts = report["counts"]
-    lines = ["# Token rotation report", "",
+    lines = ["# Token rotation report" + (": prediction (check mode, nothing was changed)" if report["check_mode"] else ""), "",
              "Run at %s: **%s**%s. %d token(s) on %d endpoint(s), %d changed, %d need a person, %d fail the job." % (
                  report["generated_at"], report["outcome"], " (check mode: what a real run would do)" if report["check_mode"] else "",
                  counts["tokens"], counts["endpoints"], counts["changed"], counts["needs_person"], counts["fails_job"]), ""]
@@ -586,8 +587,9 @@ def to_html(report):
     counts = report["counts"]
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
-             "<title>Token rotation report %s</title><style>%s</style></head><body>" % (_h(report["generated_at"]), _CSS),
-             "<h1>Token rotation report</h1>",
+             "<title>Token rotation report %s%s</title><style>%s</style></head><body>" % (
+                 _h(report["generated_at"]), " (prediction)" if report["check_mode"] else "", _CSS),
+             "<h1>Token rotation report%s</h1>" % (": prediction (check mode, nothing was changed)" if report["check_mode"] else ""),
              '<p>Run at %s: <strong class="outcome-%s">%s</strong>%s. %d token(s) on %d endpoint(s), %d changed, %d need a person, '
              "%d fail the job.</p>" % (_h(report["generated_at"]), _h(report["outcome"]), _h(report["outcome"]),
                                        " (check mode: what a real run would do)" if report["check_mode"] else "",

@@ -22,13 +22,18 @@ description:
     path, tokens that practically never expire), once per tenant.
   - Copies only the fields it names from the results it is given, so no secret reaches a report.
   - Runs on the controller (C(delegate_to=localhost)); playbook C(tokenops.rotation.rotate) calls it
-    once at the end of every run.
+    once at the end of every run, check runs included.
+  - The report of a check run (its O(sources) say C(check_mode)) is a prediction. It is marked as one
+    (RV(prediction), and in the title of the Markdown and HTML pages) and written as C(<name>-check.json),
+    C(<name>-check.md) and C(<name>-check.html), so that the report of the last real run stays as it is. No
+    Prometheus file is written for it: a prediction must not replace the metrics that alerts read.
 author:
   - tokenops developers (@tokenops)
 attributes:
   check_mode:
     support: full
-    description: Builds the report and returns it, writes no file.
+    description: Builds the report and returns it, writes no file. Playbook C(tokenops.rotation.rotate) runs
+      it with C(check_mode=false), so that a check run writes its prediction (see the description).
   diff_mode:
     support: none
     description: A report is not state; it has no diff.
@@ -140,6 +145,10 @@ generated_at:
   type: str
 check_mode:
   description: Whether the run it reports was in check mode (its actions are predictions).
+  returned: always
+  type: bool
+prediction:
+  description: Whether the report is a prediction (the report of a check run); its files are C(<name>-check.*).
   returned: always
   type: bool
 rows:
@@ -289,9 +298,13 @@ def main():
         module.fail_json(msg=bad_input)   # outside the except block: the input's fault, no traceback
 
     files = {}
+    # A check run's report is a prediction: beside the last real report, never over it, and no metrics.
+    name = p["name"] + "-check" if report["prediction"] else p["name"]
     for fmt in p["formats"]:
+        if fmt == "prometheus" and report["prediction"]:
+            continue
         extension = RENDERERS[fmt][0]
-        files[fmt] = p["prometheus_path"] if fmt == "prometheus" and p["prometheus_path"] else os.path.join(p["dest"], p["name"] + extension)
+        files[fmt] = p["prometheus_path"] if fmt == "prometheus" and p["prometheus_path"] else os.path.join(p["dest"], name + extension)
     if not module.check_mode:
         for fmt, path in files.items():
             try:
