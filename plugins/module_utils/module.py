@@ -252,7 +252,8 @@ class TokenModule:
             kwargs = dict(validate_certs=p["validate_certs"], ca_path=p["ca_path"], timeout=p["timeout"],
                           # a worker thread holds one connection at a time: as many kept alive as threads run
                           retries=p["retries"], redactor=self.redactor, pool_size=max(4, p.get("concurrency", 1)),
-                          change_guard=self.guard)   # no change leaves without its intent (driver.ChangeGuard)
+                          change_guard=self.guard,   # no change leaves without its intent (driver.ChangeGuard)
+                          verbosity=getattr(self.module, "_verbosity", 0))   # the library's own error text only at -vvv
             kwargs.update(overrides)
             self.client = HttpClient(self.product_name, p["url"], **kwargs)
         return self.client
