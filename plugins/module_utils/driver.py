@@ -277,11 +277,64 @@ class Driver:
         else:
             plan = self.steps.present(token)
         if self.check:
-            return self._predicted(token, plan)
+            predicted = self._predicted(token, plan)
+            return self._due_after_recovery_predicted(token, plan, predicted) if token.recovering else predicted
         self._record_intent(token, plan)
         outcome = dict(plan.run(token) or {}) if plan.run else {}
         flow.finish()
-        return self._result(token, plan, outcome)
+        result = self._result(token, plan, outcome)
+        if token.recovering:
+            result = self._due_after_recovery(token, result)
+        return result
+
+    def _follows_recovery(self, token, recovered, record):
+        """Whether the due policy is applied after this recovery: state present, a policy, a secret that was settled."""
+        return getattr(self.mod, "policy", None) is not None and self.mod.params.get("state") == "present" \
+            and recovered.get("action") == "recovered" and not recovered.get("failed") and isinstance(record, dict) \
+            and bool(record.get("secret")) and not record.get("pending")
+
+    @staticmethod
+    def _then_rotated(recovered, result):
+        result["recovered_step"] = recovered.get("recovered_step")
+        result["msg"] = "%s; then %s" % ("recovered: %s" % recovered["msg"] if recovered.get("msg") else "recovered",
+                                         "rotated: %s" % result["msg"] if result.get("msg") else "rotated")
+        return result
+
+    def _due_after_recovery_predicted(self, token, plan, predicted):
+        """Check mode: the due policy applied to the record the recovery would leave, as a real run does."""
+        after = copy.deepcopy(token.flow.before if plan.predicted is UNCHANGED else plan.predicted)
+        if isinstance(after, dict):
+            after.pop("pending", None)   # a recovery that completes clears the intent
+        if not self._follows_recovery(token, predicted, after):
+            return predicted
+        flow = token.flow
+        saved = flow.record
+        flow.record = after
+        token.recovering = False
+        try:
+            follow = self.steps.present(token)
+            if follow.action != "rotated":
+                return predicted
+            return self._then_rotated(predicted, self._predicted(token, follow))
+        finally:
+            flow.record = saved
+
+    def _due_after_recovery(self, token, recovered):
+        """Apply the due policy to what a recovery left in the same run: the secret an interrupted run minted may already
+        be due, and the next run would otherwise rotate a token this one reported as settled."""
+        flow = token.flow
+        if not self._follows_recovery(token, recovered, flow.record):
+            return recovered
+        token.recovering = False
+        # What the follow-up changes is counted on its own: a failure that changed nothing withdraws only its intent.
+        flow.changes_sent = flow.changes_refused = 0
+        plan = self.steps.present(token)
+        if plan.action != "rotated":
+            return recovered   # only the due policy's rotation follows; the rest waits for the next run as before
+        self._record_intent(token, plan)
+        outcome = dict(plan.run(token) or {}) if plan.run else {}
+        flow.finish()
+        return self._then_rotated(recovered, self._result(token, plan, outcome))
 
     def _record_intent(self, token, plan):
         flow = token.flow
@@ -327,17 +380,9 @@ class Driver:
         lines = ["%s: %s" % (key, record[key]) for key in self.steps.diff_keys if record.get(key) is not None]
         return text + "".join(line + "\n" for line in lines)
 
-    @staticmethod
-    def _action(token, action):
-        """One action name for one meaning across products: a run that settled an interrupted rotation reports
-        `recovered` (with `recovered_step`), also when it settled it by minting or adopting a newer secret."""
-        if token.recovering and action in ("created", "rotated", "updated"):
-            return "recovered"
-        return action
-
     def _predicted(self, token, plan):
         after = token.flow.before if plan.predicted is UNCHANGED else plan.predicted
-        result = result_for(token.id, self._action(token, plan.action), token.flow, record=after, changed=plan.changed, msg=plan.reason,
+        result = result_for(token.id, plan.action, token.flow, record=after, changed=plan.changed, msg=plan.reason,
                             **plan.fields)
         result["store_version"] = token.flow.version
         result.pop("secret", None)
@@ -348,7 +393,7 @@ class Driver:
 
     def _result(self, token, plan, outcome):
         flow = token.flow
-        action = self._action(token, outcome.pop("action", plan.action))
+        action = outcome.pop("action", plan.action)
         msg = outcome.pop("msg", plan.reason if action != "none" else None)
         changed = outcome.pop("changed", plan.changed)
         fields = dict(plan.fields)

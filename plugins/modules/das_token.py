@@ -340,6 +340,12 @@ backed_off:
   description: True when another run held the token and this one left it alone.
   returned: when it happened
   type: bool
+recovered_step:
+  description:
+    - The step of the interrupted rotation that this run settled first.
+    - With RV(action=recovered) that was all; with V(rotated) the run then rotated the token too, because it was due.
+  returned: when the run found an interrupted rotation
+  type: str
 backed_off_at:
   description: When this run found the other run's intent and left the token alone (UTC, ISO 8601).
   returned: with RV(backed_off)

@@ -190,8 +190,9 @@ changed:
 action:
   description:
     - V(none), V(created) (stored for the first time), V(updated) (the cached access token was
-      renewed in the store), V(rotated) (a new token adopted), V(recovered) (an interrupted adoption was completed, superseded by
-      the adoption of a newer O(refresh_token), or withdrawn because DPA refuses its token while the stored one works), V(removed) (the store entry was deleted;
+      renewed in the store), V(rotated) (a new token adopted, also one that supersedes an interrupted adoption, then with
+      RV(recovered_step)), V(recovered) (an interrupted adoption was completed, or withdrawn because DPA refuses its
+      token while the stored one works), V(removed) (the store entry was deleted;
       see RV(manual_step)), V(needs_reconcile) (the stored token no longer works; see RV(msg) and RV(reconcile_steps)).
   returned: when O(id) is given
   type: str

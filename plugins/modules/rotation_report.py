@@ -26,7 +26,7 @@ description:
   - The report of a check run (its O(sources) say C(check_mode)) is a prediction. It is marked as one
     (RV(prediction), and in the title of the Markdown and HTML pages) and written as C(<name>-check.json),
     C(<name>-check.md) and C(<name>-check.html), so that the report of the last real run stays as it is. No
-    Prometheus file is written for it: a prediction must not replace the metrics that alerts read.
+    Prometheus file is written for it, because a prediction must not replace the metrics that alerts read.
 author:
   - tokenops developers (@tokenops)
 attributes:

