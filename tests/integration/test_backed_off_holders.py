@@ -12,9 +12,10 @@ from conftest import das_env, das_task, wait_for
 
 pytestmark = pytest.mark.integration
 
-APP = {"description": "app", "allow_path_patterns": ["^/v1/tokens/.*"], "ttl": "24h"}
+# timeout: the held requests wait for the test, longer than the default 30 s.
+APP = {"description": "app", "allow_path_patterns": ["^/v1/tokens/.*"], "ttl": "24h", "timeout": 600}
 # Long enough that the run which backs off reads the dead holder's intent inside its lease on a loaded machine.
-DEAD_LEASE = 20
+DEAD_LEASE = 30
 
 
 def utcnow():
