@@ -147,7 +147,7 @@ class LookupModule(CheckedLookup):
         except StoreError as exc:
             raise AnsibleLookupError("%s: %s" % (NAME, to_native(exc)))
         http = HttpClient(PRODUCT, base, validate_certs=validate_certs, ca_path=ca_path, timeout=timeout, retries=retries,
-                          redactor=redactor)
+                          redactor=redactor, verbosity=display.verbosity)
         tokens = AccessTokens(DpaClient(http), renew_before=renew_before, probe=probe)
         try:
             return [self._access_token(store, path, tokens, check_mode, redactor) for path in paths]

@@ -29,9 +29,12 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import 
     FlowError,
     IntentMissing,
     diff_text,
+    iso,
+    parse_time,
     result_for,
+    utcnow,
 )
-from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError
+from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError, error_text
 
 # Plan.predicted when the record stays as it is.
 UNCHANGED = object()
@@ -243,7 +246,7 @@ class Driver:
             return self._failed(token, exc, error=exc.to_dict())
         except StoreError as exc:
             self._settle(token)
-            return self._failed(token, "%s: store (%s): %s" % (self.steps.product_name, self.mod.store.describe(), exc))
+            return self._failed(token, "%s: %s" % (self.steps.product_name, error_text(self.mod.store, exc)))
         except ValueError as exc:
             self._settle(token)
             return self._failed(token, exc)
@@ -274,11 +277,64 @@ class Driver:
         else:
             plan = self.steps.present(token)
         if self.check:
-            return self._predicted(token, plan)
+            predicted = self._predicted(token, plan)
+            return self._due_after_recovery_predicted(token, plan, predicted) if token.recovering else predicted
         self._record_intent(token, plan)
         outcome = dict(plan.run(token) or {}) if plan.run else {}
         flow.finish()
-        return self._result(token, plan, outcome)
+        result = self._result(token, plan, outcome)
+        if token.recovering:
+            result = self._due_after_recovery(token, result)
+        return result
+
+    def _follows_recovery(self, token, recovered, record):
+        """Whether the due policy is applied after this recovery: state present, a policy, a secret that was settled."""
+        return getattr(self.mod, "policy", None) is not None and self.mod.params.get("state") == "present" \
+            and recovered.get("action") == "recovered" and not recovered.get("failed") and isinstance(record, dict) \
+            and bool(record.get("secret")) and not record.get("pending")
+
+    @staticmethod
+    def _then_rotated(recovered, result):
+        result["recovered_step"] = recovered.get("recovered_step")
+        result["msg"] = "%s; then %s" % ("recovered: %s" % recovered["msg"] if recovered.get("msg") else "recovered",
+                                         "rotated: %s" % result["msg"] if result.get("msg") else "rotated")
+        return result
+
+    def _due_after_recovery_predicted(self, token, plan, predicted):
+        """Check mode: the due policy applied to the record the recovery would leave, as a real run does."""
+        after = copy.deepcopy(token.flow.before if plan.predicted is UNCHANGED else plan.predicted)
+        if isinstance(after, dict):
+            after.pop("pending", None)   # a recovery that completes clears the intent
+        if not self._follows_recovery(token, predicted, after):
+            return predicted
+        flow = token.flow
+        saved = flow.record
+        flow.record = after
+        token.recovering = False
+        try:
+            follow = self.steps.present(token)
+            if follow.action != "rotated":
+                return predicted
+            return self._then_rotated(predicted, self._predicted(token, follow))
+        finally:
+            flow.record = saved
+
+    def _due_after_recovery(self, token, recovered):
+        """Apply the due policy to what a recovery left in the same run: the secret an interrupted run minted may already
+        be due, and the next run would otherwise rotate a token this one reported as settled."""
+        flow = token.flow
+        if not self._follows_recovery(token, recovered, flow.record):
+            return recovered
+        token.recovering = False
+        # What the follow-up changes is counted on its own: a failure that changed nothing withdraws only its intent.
+        flow.changes_sent = flow.changes_refused = 0
+        plan = self.steps.present(token)
+        if plan.action != "rotated":
+            return recovered   # only the due policy's rotation follows; the rest waits for the next run as before
+        self._record_intent(token, plan)
+        outcome = dict(plan.run(token) or {}) if plan.run else {}
+        flow.finish()
+        return self._then_rotated(recovered, self._result(token, plan, outcome))
 
     def _record_intent(self, token, plan):
         flow = token.flow
@@ -365,6 +421,8 @@ class Driver:
         for key in ("holder", "lease_expires_at", "rotation_id", "step", "started_at"):
             if pending.get(key) is not None:
                 result[key] = pending[key]
+        # When this run saw the holder's lease: the report judges the holder by what the run saw, not by when it is written.
+        result["backed_off_at"] = iso(token.flow.now() if token is not None else utcnow())
         if token is not None and token.flow.writes and token.flow.record != token.flow.before:
             result["changed"] = True
         if token is not None:
@@ -402,6 +460,31 @@ class Driver:
             return record
 
         return settled(flow.record) != settled(flow.before)
+
+    def recheck_holders(self, results):
+        """Re-read the entries this run backed off from, once its other tokens are done, and say what their holder did
+        (`holder_state`): `finished` (its intent is gone), `taken_over` (another run recovers it), `working` (its lease
+        still runs) or `stopped` (its intent is still there and its lease ran out: it died mid-rotation). The report pages
+        a person only for `stopped`, whenever it is written."""
+        for result in results:
+            if not result.get("backed_off") or not result.get("store_path") or not result.get("rotation_id"):
+                continue
+            try:
+                pending = (self.mod.store.read(result["store_path"]).data or {}).get("pending") or {}
+                lease = parse_time(pending.get("lease_expires_at"))
+            except (StoreError, ValueError, TypeError):
+                continue   # unknown: the report judges from what the run saw when it backed off
+            now = utcnow()
+            result["holder_checked_at"] = iso(now)
+            if pending.get("rotation_id") != result["rotation_id"]:
+                result["holder_state"] = "finished"
+            elif pending.get("holder") != result.get("holder"):
+                result["holder_state"] = "taken_over"
+            else:
+                result["holder_state"] = "stopped" if lease is not None and lease <= now else "working"
+                if pending.get("lease_expires_at"):
+                    result["lease_expires_at"] = pending["lease_expires_at"]
+        return results
 
     def close(self):
         self.heartbeat.stop()

@@ -14,6 +14,7 @@ import email.utils
 import json as _json
 import os
 import random
+import re
 import threading
 import time
 
@@ -272,7 +273,8 @@ class HttpClient:
 
     def __init__(self, product, base_url, validate_certs=True, ca_path=None, timeout=30, retries=3,
                  backoff_base=0.5, backoff_cap=8.0, max_retry_after=60.0, redactor=None,
-                 pool_size=10, user_agent="tokenops.rotation", sleep=time.sleep, error_parser=None, change_guard=None):
+                 pool_size=10, user_agent="tokenops.rotation", sleep=time.sleep, error_parser=None, change_guard=None,
+                 verbosity=0):
         if not HAS_REQUESTS:
             raise RuntimeError("the Python library requests is required: %s" % REQUESTS_IMPORT_ERROR)
         self.product = product
@@ -287,6 +289,9 @@ class HttpClient:
         self.error_parser = error_parser or default_error_parser
         self.change_guard = change_guard
         self.request_count = 0
+        self.ca_path = ca_path
+        # At -vvv (3) and above a transport error keeps the library's own text after the plain message.
+        self.verbosity = verbosity or 0
         self.transport = Transport(ca_path if ca_path else bool(validate_certs), pool_size, user_agent=user_agent)
         self.verify = self.transport.verify
         self._count_lock = threading.Lock()
@@ -341,12 +346,15 @@ class HttpClient:
             except requests.exceptions.RequestException as exc:
                 # A connection that was refused never reached the server; anything later may have.
                 unknown = not isinstance(exc, requests.exceptions.ConnectTimeout) and not _refused(exc)
-                if idempotent and attempt < self.retries:
+                if idempotent and attempt < self.retries and not _tls_setup(exc):
                     self.sleep(backoff_delay(attempt, self.backoff_base, self.backoff_cap))
                     attempt += 1
                     continue
-                raise ApiError(self.product, step, method, url, message=self.redactor.scrub(_exc_text(exc)),
+                raise ApiError(self.product, step, method, url, message=self._transport_text(exc, url, timeout or self.timeout),
                                outcome_unknown=unknown and method not in ("GET", "HEAD"))
+            except (IOError, OSError) as exc:
+                # requests checks the CA bundle's path itself, before it connects: nothing was sent.
+                raise ApiError(self.product, step, method, url, message=self._transport_text(exc, url, timeout or self.timeout))
             if response.status_code in ok:
                 return response
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -370,6 +378,13 @@ class HttpClient:
         return ApiError(self.product, step, method, url, status=response.status_code,
                         code=_cut(self.redactor.scrub(code), 100), message=_cut(self.redactor.scrub(message), 200),
                         retry_after=retry_after, outcome_unknown=unknown)
+
+    def _transport_text(self, exc, url, timeout):
+        """A plain message naming the option to check; the library's own text only at -vvv."""
+        text = _exc_text(exc, url, timeout, self.ca_path)
+        if self.verbosity >= 3:
+            text += " [%s: %s]" % (exc.__class__.__name__, _last_reason(exc))
+        return self.redactor.scrub(text)
 
     def close(self):
         self.transport.close()
@@ -407,15 +422,63 @@ def _refused(exc):
     return "connection refused" in text or "failed to establish a new connection" in text or "name or service not known" in text
 
 
-def _exc_text(exc):
-    """A short reason for a transport error, without the URL's query or a header."""
+_DNS = ("name or service not known", "nodename nor servname", "temporary failure in name resolution", "getaddrinfo failed",
+        "no address associated with hostname", "name resolution")
+_CA_FILE = ("no_certificate_or_crl_found", "pem lib", "ca certificate bundle", "no such file", "x509 lib", "not enough data")
+_NO_TLS_SERVER = ("wrong version number", "unknown protocol", "record layer failure", "packet length too long", "http request")
+_CLOSED = ("reset", "aborted", "remotedisconnected", "remote end closed", "connection closed", "broken pipe", "eof occurred")
+
+
+def _tls_setup(exc):
+    """A TLS error that a retry cannot cure (an untrusted certificate, a bad CA file)."""
+    return isinstance(exc, requests.exceptions.SSLError) and "verify failed" in str(exc).lower() or _ca_file_error(exc)
+
+
+def _ca_file_error(exc):
+    text = str(exc).lower()
+    return any(needle in text for needle in _CA_FILE) and "verify failed" not in text
+
+
+def _exc_text(exc, url=None, timeout=None, ca_path=None):
+    """A plain reason for a transport error that names the option to check (url, ca_path, validate_certs, timeout).
+
+    Never the library's text (urllib3's "NewConnectionError(<...>: [Errno 111] ...)"), nor the URL's path or query.
+    """
+    where = (urlsplit(url).netloc if url else "") or "the server"
+    low = str(exc).lower()
+    seconds = " within %gs" % timeout if isinstance(timeout, (int, float)) else ""
+    if not isinstance(exc, requests.exceptions.RequestException) or _ca_file_error(exc):
+        if ca_path:
+            return "TLS error: ca_path %s is not a CA certificate file (PEM): check ca_path" % ca_path
+        return ("TLS error: the CA bundle (REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE in the environment) cannot be used: "
+                "fix it, or give the server's CA in ca_path")
     if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS error: %s" % _last_reason(exc)
+        if "mismatch" in low or "doesn't match" in low or "not valid for" in low:
+            return ("TLS error: the certificate of %s is not issued for that name: check url (use the host name the "
+                    "certificate names)" % where)
+        if "verify failed" in low:
+            found = re.search(r"verify failed: ([a-z0-9 ,-]+)", low)
+            why = " (%s)" % found.group(1).strip() if found else ""
+            return ("TLS error: the certificate of %s is not trusted%s: give the CA that signed it in ca_path, or set "
+                    "validate_certs: false for a test server only" % (where, why))
+        if any(needle in low for needle in _NO_TLS_SERVER):
+            return "TLS error: no TLS server answers at %s: check url (http:// or https://, and the port)" % where
+        return "TLS error: the TLS handshake with %s failed: check url, ca_path and validate_certs" % where
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return ("connection error: no connection to %s%s: check url (host and port; a firewall or a proxy may drop it), "
+                "or raise timeout" % (where, seconds))
     if isinstance(exc, requests.exceptions.Timeout):
-        return "timed out"
+        return "timed out: %s sent no answer%s: raise timeout if the server is slow" % (where, seconds)
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return "connection error: %s" % _last_reason(exc)
-    return exc.__class__.__name__
+        if any(needle in low for needle in _DNS):
+            return "connection error: the host name of %s cannot be resolved (DNS): check url" % where
+        if _refused(exc):
+            return "connection error: %s refused the connection: check url (host and port) and that the server runs" % where
+        if any(needle in low for needle in _CLOSED):
+            return ("connection error: %s closed the connection without an answer: check url (http:// or https://, and "
+                    "the port)" % where)
+        return "connection error: cannot connect to %s: check url" % where
+    return "request error: the request to %s failed (%s): check url" % (where, exc.__class__.__name__)
 
 
 def _last_reason(exc):

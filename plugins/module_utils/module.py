@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import inspect
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     StoreConfigError,
     StoreError,
     check_path,
+    error_text,
     path_for,
     store_from_params,
 )
@@ -83,6 +85,12 @@ RUN_SPEC = dict(
 STORE_SPEC = dict(store=STORE_ARG_SPEC)
 
 
+# ansible-core 2.19 attaches a traceback to every fail_json while the user has tracebacks on (ANSIBLE_DISPLAY_TRACEBACK=error):
+# the active exception's, or else the call stack; there exception="" means none. Before 2.19 only an active exception
+# at -vvv gave one, so failing outside the except block (TokenModule) is enough there.
+_EMPTY_EXCEPTION_MEANS_NONE = "exception" in inspect.signature(AnsibleModule.fail_json).parameters
+
+
 class InputError(Exception):
     """Bad input found by a product's own checks; reported before any request."""
 
@@ -99,6 +107,7 @@ class CheckedModule(AnsibleModule):
 
     def __init__(self, argument_spec, **kwargs):
         self._checking_arguments = True
+        error = None
         try:
             super(CheckedModule, self).__init__(argument_spec=argument_spec, **kwargs)
         except (TypeError, ValueError, AttributeError):
@@ -106,7 +115,8 @@ class CheckedModule(AnsibleModule):
             error = validators.shape_error(argument_spec, self._given)
             if error is None:
                 raise
-            self.fail_json(msg=error)
+        if error is not None:
+            self.fail_json(msg=error)   # outside the except block: the input's fault, no traceback
         self._checking_arguments = False
 
     def _load_params(self):
@@ -118,6 +128,9 @@ class CheckedModule(AnsibleModule):
         if self._checking_arguments:
             msg = validators.shape_error(self.argument_spec, self._given) or msg
         msg = validators.cut_long_values(msg, [self._given, getattr(self, "params", None)], getattr(self, "no_log_values", ()))
+        if "exception" not in kwargs and _EMPTY_EXCEPTION_MEANS_NONE:
+            # Only a bug carries a traceback (TokenModule.unexpected passes it); bad input and product errors do not.
+            kwargs["exception"] = ""
         return super(CheckedModule, self).fail_json(msg=msg, **kwargs)
 
 
@@ -177,6 +190,7 @@ class TokenModule:
         # Every request that changes a product asks this guard first (see driver.py).
         self.guard = ChangeGuard()
         self.driver = None
+        bad_input = None
         try:
             self.policy = check_shared_options(self.params, self.url_hint)
             self.params.setdefault("concurrency", RUN_SPEC["concurrency"]["default"])
@@ -193,9 +207,11 @@ class TokenModule:
             self.store_path("-")
             self.validate()
         except (ValueError, InputError, StoreConfigError) as exc:
-            self.fail(str(exc))
+            bad_input = str(exc)
         except Exception as exc:  # a bug in a check: reported as one, never as a traceback on the console
             self.unexpected(exc)
+        if bad_input is not None:
+            self.fail(bad_input)   # outside the except block: the input's fault, no traceback
         self.client = None
 
     # -- hooks for products
@@ -236,7 +252,8 @@ class TokenModule:
             kwargs = dict(validate_certs=p["validate_certs"], ca_path=p["ca_path"], timeout=p["timeout"],
                           # a worker thread holds one connection at a time: as many kept alive as threads run
                           retries=p["retries"], redactor=self.redactor, pool_size=max(4, p.get("concurrency", 1)),
-                          change_guard=self.guard)   # no change leaves without its intent (driver.ChangeGuard)
+                          change_guard=self.guard,   # no change leaves without its intent (driver.ChangeGuard)
+                          verbosity=getattr(self.module, "_verbosity", 0))   # the library's own error text only at -vvv
             kwargs.update(overrides)
             self.client = HttpClient(self.product_name, p["url"], **kwargs)
         return self.client
@@ -331,7 +348,7 @@ class TokenModule:
             return out
         except StoreError as exc:
             return dict(id=name, changed=False, failed=True, action="failed",
-                        msg=self.redactor.scrub("%s: store (%s): %s" % (self.product_name, self.store.describe(), exc)))
+                        msg=self.redactor.scrub("%s: %s" % (self.product_name, error_text(self.store, exc))))
         except (InputError, ValueError) as exc:
             return dict(id=name, changed=False, failed=True, action="failed", msg=self.redactor.scrub(str(exc)))
         except Exception as exc:  # a bug: report it without a secret, keep the traceback for -vvv
@@ -347,6 +364,8 @@ class TokenModule:
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 results = list(pool.map(self._guarded, specs))
+        if self.driver is not None:
+            self.driver.recheck_holders(results)
         self.exit(results, single=self.single)
 
     single = False

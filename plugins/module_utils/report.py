@@ -45,7 +45,8 @@ AUDIT_CONDITIONS = {"unmanaged": "das_unmanaged", "allows_all_paths": "das_all_p
 DPA_PAGE = "Options > Users & Contacts > Refresh Token Management"
 # The result fields a row copies (with these names); nothing else of a result reaches a report.
 _STRINGS = ("token_id", "fingerprint", "expires_at", "rotated_at", "issued_at", "store_path", "holder", "lease_expires_at",
-            "redirect", "grant_requested_at", "expiry_status", "manual_step", "method")
+            "redirect", "grant_requested_at", "expiry_status", "manual_step", "method", "backed_off_at", "holder_state",
+            "holder_checked_at")
 
 
 def _text(value, limit=2000):
@@ -158,8 +159,10 @@ def rows_of(source, now, consent_wait_limit):
 def _missing(source, token, stage_name, stage, error, check_mode, now):
     """A configured token without a result: the task backed off as a whole, failed as a whole, or never ran."""
     if stage.get("backed_off"):
-        held = {"action": "none", "backed_off": True, "msg": stage.get("msg"), "holder": stage.get("holder"),
-                "lease_expires_at": stage.get("lease_expires_at")}
+        # A task that backed off as a whole (a DAS refresher held by another run): what it saw is on the refresher.
+        seen = stage.get("refresher") if isinstance(stage.get("refresher"), dict) else stage
+        held = {"action": "none", "backed_off": True, "msg": stage.get("msg")}
+        held.update((key, seen.get(key)) for key in ("holder", "lease_expires_at", "backed_off_at", "holder_state", "holder_checked_at"))
         row = _new_row(source, token, stage_name, held, check_mode)
         return _judged(row, now, None, {})
     why = _stage_failure(stage) or error or ("the %s task was skipped" % stage_name if stage.get("skipped") else
@@ -209,10 +212,9 @@ def _judged(row, now, consent_wait_limit, earlier):
     product, action = row["product"], row["action"]
     if row["backed_off"]:
         lease = _when(row.get("lease_expires_at"))
-        holder = row.get("holder") or "another run"
-        if lease is not None and lease < now:
+        if _holder_stopped(row, lease):
             row.add("backed_off_stale", "Another run (%s) held this token and its lease ran out at %s, so it died mid-rotation: "
-                    "run the job again, which takes the token over and recovers it" % (holder, iso(lease)))
+                    "run the job again, which takes the token over and recovers it" % (row.get("holder") or "another run", iso(lease)))
         else:
             row.add("backed_off")
         return row
@@ -238,6 +240,19 @@ def _judged(row, now, consent_wait_limit, earlier):
             and not row.get("fingerprint"):
         row.add("failed", "No stored secret after the run: run the job again; if it stays, see this token's task output")
     return row
+
+
+def _holder_stopped(row, lease):
+    """Whether the run that held a backed-off token stopped mid-rotation, judged by what this run saw, never by when the
+    report is written (a holder that finished normally after its lease would otherwise page a person).
+
+    The module re-reads the entry after its other tokens (`holder_state`); without that, only a lease that had already
+    run out when this run backed off counts."""
+    state = row.get("holder_state")
+    if state:
+        return state == "stopped"
+    seen = _when(row.get("backed_off_at"))
+    return lease is not None and seen is not None and lease <= seen
 
 
 def _dpa_replace(row):
@@ -437,6 +452,7 @@ def _assemble(rows, audit, errors, scope, check_mode, now, fail_on, consent_wait
     return {
         "generated_at": iso(now),
         "check_mode": bool(check_mode),
+        "prediction": bool(check_mode),   # a check run's report says what a real run would do
         "outcome": outcome,
         "fail_on": list(fail_on),
         "consent_wait_limit": consent_wait_limit,
@@ -621,7 +637,7 @@ def _md(text):
 
 def to_markdown(report):
     counts = report["counts"]
-    lines = ["# Token rotation report", "",
+    lines = ["# Token rotation report" + (": prediction (check mode, nothing was changed)" if report["check_mode"] else ""), "",
              "Run at %s: **%s**%s. %d token(s) on %d endpoint(s), %d changed, %d need a person, %d fail the job." % (
                  report["generated_at"], report["outcome"], " (check mode: what a real run would do)" if report["check_mode"] else "",
                  counts["tokens"], counts["endpoints"], counts["changed"], counts["needs_person"], counts["fails_job"]) + slice_note(report), ""]

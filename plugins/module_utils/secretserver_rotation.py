@@ -48,7 +48,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.secretserver imp
     PRODUCT,
     REFRESH_GRACE_SECONDS,
 )
-from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError
+from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError, error_text
 
 PRODUCT_KEY = "secretserver"
 STEP_REFRESH = "refreshing"
@@ -362,13 +362,13 @@ class SecretServerSteps(Steps):
     def _persist_failed_msg(self, flow, spec, method, exc, expires_at):
         who = _user_label(spec["username"], spec.get("domain"))
         if method == "refresh":
-            return ("%s refreshed the token of %s, but the store (%s) failed to save the new tokens: %s. The refresh token in the "
+            return ("%s refreshed the token of %s, but the store failed to save the new tokens: %s. The refresh token in the "
                     "store is used up (it works once) and the new session was not stored; it lapses at %s. The intent (rotation %s) "
                     "recorded at %s makes the next run log in with the password grant"
-                    % (PRODUCT, who, self.mod.store.describe(), exc, iso(expires_at), flow.rotation_id, flow.path))
-        return ("%s logged %s in, but the store (%s) failed to save the new token: %s. The new session was not stored and lapses at "
+                    % (PRODUCT, who, error_text(self.mod.store, exc), iso(expires_at), flow.rotation_id, flow.path))
+        return ("%s logged %s in, but the store failed to save the new token: %s. The new session was not stored and lapses at "
                 "%s; the intent (rotation %s) recorded at %s makes the next run log in again"
-                % (PRODUCT, who, self.mod.store.describe(), exc, iso(expires_at), flow.rotation_id, flow.path))
+                % (PRODUCT, who, error_text(self.mod.store, exc), iso(expires_at), flow.rotation_id, flow.path))
 
     def _expire_previous(self, record, previous):
         """state rotated: end the replaced session too. Best effort; its lifetime is short anyway."""

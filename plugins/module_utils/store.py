@@ -110,6 +110,18 @@ class Store:
         self.close()
 
 
+def error_text(store, exc):
+    """A store error's message naming the store once.
+
+    The backends name the store in nearly every error ("vault store (vault https://... mount secret): write ... failed:
+    ...", "file store /path: ..."); only the others get the store's description in front.
+    """
+    text = str(exc)
+    if store is None or text.startswith(('vault store', 'file store')):
+        return text
+    return 'store (%s): %s' % (store.describe(), text)
+
+
 DEFAULT_FILE_PATH = '~/.ansible/tokenops/store.vault'
 
 # Suboptions of the module's `store` option (see plugins/doc_fragments/store.py).

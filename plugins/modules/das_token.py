@@ -340,6 +340,29 @@ backed_off:
   description: True when another run held the token and this one left it alone.
   returned: when it happened
   type: bool
+recovered_step:
+  description:
+    - The step of the interrupted rotation that this run settled first.
+    - With RV(action=recovered) that was all; with V(rotated) the run then rotated the token too, because it was due.
+  returned: when the run found an interrupted rotation
+  type: str
+backed_off_at:
+  description: When this run found the other run's intent and left the token alone (UTC, ISO 8601).
+  returned: with RV(backed_off)
+  type: str
+holder_state:
+  description:
+    - What the run that held the token had done when this run re-read the entry, after its other tokens.
+    - V(finished) (its intent is gone), V(taken_over) (another run recovers it), V(working) (its lease still runs)
+      or V(stopped) (its intent is still there and its lease ran out, so it died mid-rotation). The report of
+      playbook C(tokenops.rotation.rotate) fails the job (V(backed_off_stale)) only for V(stopped).
+  returned: with RV(backed_off), when the entry could be re-read
+  type: str
+  sample: finished
+holder_checked_at:
+  description: When RV(holder_state) was found (UTC, ISO 8601).
+  returned: with RV(holder_state)
+  type: str
 secret:
   description: The current secret. Only with O(return_secret=true).
   returned: when O(return_secret=true)
@@ -561,6 +584,7 @@ class DasTokenModule(TokenModule):
                 self.close()
                 self.fail(refresher.get("msg"), changed=bool(refresher.get("changed")), refresher=refresher)
             if refresher.get("backed_off"):
+                driver.recheck_holders([refresher])
                 self.close()
                 self.exit_json(changed=False, backed_off=True, msg=refresher["msg"], refresher=refresher)
         super(DasTokenModule, self).run()

@@ -190,8 +190,9 @@ changed:
 action:
   description:
     - V(none), V(created) (stored for the first time), V(updated) (the cached access token was
-      renewed in the store), V(rotated) (a new token adopted), V(recovered) (an interrupted adoption was completed, or
-      withdrawn because DPA refuses its token while the stored one works), V(removed) (the store entry was deleted;
+      renewed in the store), V(rotated) (a new token adopted, also one that supersedes an interrupted adoption, then with
+      RV(recovered_step)), V(recovered) (an interrupted adoption was completed, or withdrawn because DPA refuses its
+      token while the stored one works), V(removed) (the store entry was deleted;
       see RV(manual_step)), V(needs_reconcile) (the stored token no longer works; see RV(msg) and RV(reconcile_steps)).
   returned: when O(id) is given
   type: str
@@ -305,6 +306,23 @@ holder:
 lease_expires_at:
   description: Until when that run's intent is valid unless it renews it (UTC, ISO 8601).
   returned: with RV(backed_off)
+  type: str
+backed_off_at:
+  description: When this run found the other run's intent and left the token alone (UTC, ISO 8601).
+  returned: with RV(backed_off)
+  type: str
+holder_state:
+  description:
+    - What the run that held the token had done when this run re-read the entry, after its other tokens.
+    - V(finished) (its intent is gone), V(taken_over) (another run recovers it), V(working) (its lease still runs)
+      or V(stopped) (its intent is still there and its lease ran out, so it died mid-rotation). The report of
+      playbook C(tokenops.rotation.rotate) fails the job (V(backed_off_stale)) only for V(stopped).
+  returned: with RV(backed_off), when the entry could be re-read
+  type: str
+  sample: finished
+holder_checked_at:
+  description: When RV(holder_state) was found (UTC, ISO 8601).
+  returned: with RV(holder_state)
   type: str
 access_token:
   description: An access token of the stored refresh token. Only with O(return_access_token=true).

@@ -121,7 +121,7 @@ grants:
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import TokenModule, run_module
 from ansible_collections.tokenops.rotation.plugins.module_utils.openpayments import URL_HINT
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import parse_time, utcnow
-from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError
+from ansible_collections.tokenops.rotation.plugins.module_utils.store import StoreError, error_text
 
 
 class OpenPaymentsTokenInfoModule(TokenModule):
@@ -145,7 +145,7 @@ class OpenPaymentsTokenInfoModule(TokenModule):
                 paths = [(path[len(base):], path) for path in self.store.list(base) if path.startswith(base)]
             grants = [self.describe(grant_id, path) for grant_id, path in sorted(paths)]
         except StoreError as exc:
-            self.fail("%s: store (%s): %s" % (self.product_name, self.store.describe(), exc))
+            self.fail("%s: %s" % (self.product_name, error_text(self.store, exc)))
         self.exit_json(changed=False, grants=grants)
 
     def describe(self, grant_id, path):

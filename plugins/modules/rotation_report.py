@@ -22,13 +22,18 @@ description:
     path, tokens that practically never expire), once per tenant.
   - Copies only the fields it names from the results it is given, so no secret reaches a report.
   - Runs on the controller (C(delegate_to=localhost)); playbook C(tokenops.rotation.rotate) calls it
-    once at the end of every run.
+    once at the end of every run, check runs included.
+  - The report of a check run (its O(sources) say C(check_mode)) is a prediction. It is marked as one
+    (RV(prediction), and in the title of the Markdown and HTML pages) and written as C(<name>-check.json),
+    C(<name>-check.md) and C(<name>-check.html), so that the report of the last real run stays as it is. No
+    Prometheus file is written for it, because a prediction must not replace the metrics that alerts read.
 author:
   - tokenops developers (@tokenops)
 attributes:
   check_mode:
     support: full
-    description: Builds the report and returns it, writes no file.
+    description: Builds the report and returns it, writes no file. Playbook C(tokenops.rotation.rotate) runs
+      it with C(check_mode=false), so that a check run writes its prediction (see the description).
   diff_mode:
     support: none
     description: A report is not state; it has no diff.
@@ -240,6 +245,10 @@ check_mode:
   description: Whether the run it reports was in check mode (its actions are predictions).
   returned: always
   type: bool
+prediction:
+  description: Whether the report is a prediction (the report of a check run); its files are C(<name>-check.*).
+  returned: always
+  type: bool
 rows:
   description: One row per token, most urgent first.
   returned: always
@@ -361,10 +370,10 @@ import os
 import re
 import tempfile
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes
 
 from ansible_collections.tokenops.rotation.plugins.module_utils import pushgateway
+from ansible_collections.tokenops.rotation.plugins.module_utils.module import CheckedModule
 from ansible_collections.tokenops.rotation.plugins.module_utils.report import (
     CONDITIONS,
     DEFAULT_FAIL_ON,
@@ -430,7 +439,7 @@ def read_reports(module, patterns):
 
 
 def main():
-    module = AnsibleModule(
+    module = CheckedModule(
         argument_spec=dict(
             sources=dict(type="list", elements="dict"),
             merge=dict(type="list", elements="str"),
@@ -464,14 +473,18 @@ def main():
         merge_warnings = []
         if p["merge"] is not None:
             report, merge_warnings = merge(read_reports(module, p["merge"]), fail_on=p["fail_on"], consent_wait_limit=p["consent_wait_limit"])
-            for warning in merge_warnings:
-                module.warn(warning)
         else:
             report = build(p["sources"], fail_on=p["fail_on"], consent_wait_limit=p["consent_wait_limit"], slice_name=p["slice"])
+        bad_input = None
     except ValueError as exc:
-        module.fail_json(msg=str(exc))
+        report, bad_input = None, str(exc)
+    if bad_input is not None:
+        module.fail_json(msg=bad_input)   # outside the except block: the input's fault, no traceback
+    for warning in merge_warnings:
+        module.warn(warning)
     report["warnings"] = list(merge_warnings)
-    if module.check_mode:
+    if module.check_mode or report["prediction"]:
+        # A prediction's metrics would stand for a run that did not happen.
         pushed = {"enabled": bool((p["pushgateway"] or {}).get("url")), "pushed": False, "check_mode": True}
     else:
         pushed = pushgateway.push(report, p["pushgateway"], p["slice"])
@@ -480,13 +493,17 @@ def main():
         module.warn(pushed["warning"])
 
     files = {}
+    # A check run's report is a prediction: beside the last real report, never over it, and no metrics.
+    name = p["name"] + "-check" if report["prediction"] else p["name"]
     suffix = ".slice-%s" % p["slice"] if p["slice"] else ""
     for fmt in p["formats"]:
+        if fmt == "prometheus" and report["prediction"]:
+            continue
         extension = RENDERERS[fmt][0]
         if fmt == "prometheus" and p["prometheus_path"]:
             files[fmt] = p["prometheus_path"][:-len(".prom")] + suffix + ".prom"
         else:
-            files[fmt] = os.path.join(p["dest"], p["name"] + suffix + extension)
+            files[fmt] = os.path.join(p["dest"], name + suffix + extension)
     if not module.check_mode:
         for fmt, path in files.items():
             try:

@@ -276,8 +276,10 @@ expired_on_server:
   returned: when O(state=absent) deleted an entry
   type: bool
 recovered_step:
-  description: The step of the interrupted run that this run completed.
-  returned: when RV(action) is V(recovered)
+  description:
+    - The step of the interrupted run that this run settled first.
+    - With RV(action=recovered) that was all; with V(rotated) the run then replaced the token (it was due, or dead).
+  returned: when the run found an interrupted rotation
   type: str
 store_path:
   description: The store entry of the token.
@@ -296,6 +298,23 @@ backed_off:
   description: True when another run held the token and this one left it alone.
   returned: when it happened
   type: bool
+backed_off_at:
+  description: When this run found the other run's intent and left the token alone (UTC, ISO 8601).
+  returned: with RV(backed_off)
+  type: str
+holder_state:
+  description:
+    - What the run that held the token had done when this run re-read the entry, after its other tokens.
+    - V(finished) (its intent is gone), V(taken_over) (another run recovers it), V(working) (its lease still runs)
+      or V(stopped) (its intent is still there and its lease ran out, so it died mid-rotation). The report of
+      playbook C(tokenops.rotation.rotate) fails the job (V(backed_off_stale)) only for V(stopped).
+  returned: with RV(backed_off), when the entry could be re-read
+  type: str
+  sample: finished
+holder_checked_at:
+  description: When RV(holder_state) was found (UTC, ISO 8601).
+  returned: with RV(holder_state)
+  type: str
 secret:
   description: The current access token. Only with O(return_secret=true).
   returned: when O(return_secret=true)

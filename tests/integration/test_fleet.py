@@ -59,15 +59,18 @@ class Fleet:
         return self.runner.start(env=self.env(), inventory=self.inventory(**overrides), check=check, playbook=ROTATE)
 
     def run(self, check=False, **overrides):
-        report_file = self.reports / "tokenops-rotation.json"
+        # A check run writes its report as a prediction, beside the real one (and no Prometheus file).
+        report_file = self.reports / ("tokenops-rotation-check.json" if check else "tokenops-rotation.json")
         if report_file.exists():
             report_file.unlink()
+        metrics = self.reports / "tokenops-rotation.prom"
+        real_metrics = metrics.read_text() if metrics.exists() else None
         run = self.runner.finish(*self.start(check=check, **overrides), timeout=300)
+        report = json.loads(report_file.read_text())
         if check:
-            # Check mode writes no file: the report is what the report task returned.
-            report = [r for r in run.results if r.get("_task", "").startswith("Report | One row per token")][0]
-        else:
-            report = json.loads(report_file.read_text())
+            returned = [r for r in run.results if r.get("_task", "").startswith("Report | One row per token")][0]
+            assert report["prediction"] is True and report["rows"] == returned["rows"]
+            assert (metrics.read_text() if metrics.exists() else None) == real_metrics   # the real run's metrics stay
         return run, report
 
 

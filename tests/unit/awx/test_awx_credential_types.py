@@ -26,6 +26,14 @@ def test_one_type_per_product_and_store_with_unique_names():
     assert all(t["name"].startswith("tokenops.rotation: ") and t["description"] for t in TYPES.values())
 
 
+def test_the_file_store_type_describes_the_store_as_it_is():
+    """The file store is a folder with one ansible-vault file per entry (store_file.py), not one ansible-vault file."""
+    from ansible_collections.tokenops.rotation.plugins.doc_fragments import store as fragment
+    assert "a folder with one C(ansible-vault) file per entry" in " ".join(fragment.ModuleDocFragment.DOCUMENTATION.split())
+    description = TYPES["store_file"]["description"]
+    assert "a folder with one ansible-vault file per token" in description and "(one ansible-vault file)" not in description
+
+
 @pytest.mark.parametrize("stem", sorted(PRODUCTS_AND_STORES))
 def test_awx_accepts_the_type(stem):
     assert awx.problems(TYPES[stem]) == []

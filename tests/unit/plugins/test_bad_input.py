@@ -470,6 +470,20 @@ def test_a_check_that_crashes_is_reported_as_a_bug(world, monkeypatch):
     assert not world.traffic()
 
 
+@pytest.mark.parametrize("target", CHANGING + INFO)
+@pytest.mark.parametrize("option, value", [("timeout", -5), ("retries", "many"), ("store.prefix", "a/../b")],
+                         ids=["our check", "ansible's check", "a store setting"])
+def test_bad_input_carries_no_traceback_with_tracebacks_on(world, monkeypatch, target, option, value):
+    """ANSIBLE_DISPLAY_TRACEBACK=error is for bugs: bad input gets its clear message and no traceback in the result."""
+    monkeypatch.setattr(_traceback, "_module_tracebacks_enabled_events", None)
+    world.reset()
+    args = dict(with_option(base_args(world, target), option, value), _ansible_tracebacks_for=["error"])
+    failed, msg, result = run_target(target, args)
+    assert failed and option.split(".")[-1] in msg, result
+    assert "exception" not in result, (target, option, result.get("exception"))
+    assert not world.traffic()
+
+
 # ---------------------------------------------------------------- generated bad input
 
 def _text(alphabet, min_size=1, max_size=12):

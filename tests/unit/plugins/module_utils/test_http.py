@@ -431,7 +431,7 @@ def test_post_read_timeout_has_unknown_outcome(sim, sleeps):
     with pytest.raises(ApiError) as caught:
         http.request("mint", "POST", "/thing", json={})
     assert caught.value.outcome_unknown is True
-    assert caught.value.message == "timed out"
+    assert caught.value.message.startswith("timed out: ") and "raise timeout" in caught.value.message
     assert http.request_count == 1
     assert sleeps == []
     http.close()
@@ -809,3 +809,64 @@ def test_transport_follows_a_redirect_only_when_asked(session_server):
     assert kept.status_code == 307 and kept.headers["Location"] == "/moved-here"
     transport.close()
     assert [r["path"] for r in server.seen] == ["/moved", "/moved-here", "/moved"]
+
+
+# ---- transport errors in plain words, naming the option to check (issue 21 item 12) ------------
+
+LIBRARY_TEXT = ("Errno", "NewConnectionError", "HTTPConnectionPool", "HTTPSConnectionPool", "urllib3", "SSLError(", "X509",
+                "Max retries", "object at 0x", "_ssl.c")
+
+
+def _plain(message, option):
+    assert option in message, message
+    for text in LIBRARY_TEXT:
+        assert text not in message, (text, message)
+
+
+def _failure(http, path="/thing", method="GET"):
+    with pytest.raises(ApiError) as caught:
+        http.request("read", method, path)
+    http.close()
+    return caught.value.message
+
+
+def test_refused_connection_names_url(sleeps):
+    port = _closed_port()
+    message = _failure(HttpClient(PRODUCT, "http://127.0.0.1:%d" % port, retries=0, sleep=sleeps.append))
+    _plain(message, "url")
+    assert "127.0.0.1:%d refused the connection" % port in message
+
+
+def test_unknown_host_names_url(sleeps):
+    message = _failure(HttpClient(PRODUCT, "https://no-such-host.invalid", retries=0, timeout=5, sleep=sleeps.append))
+    _plain(message, "url")
+    assert "no-such-host.invalid" in message and "cannot be resolved" in message
+
+
+def test_untrusted_certificate_names_ca_path_and_validate_certs(tls_sim, sleeps):
+    message = _failure(HttpClient(PRODUCT, tls_sim.base_url, retries=2, sleep=sleeps.append))
+    _plain(message, "ca_path")
+    assert "validate_certs" in message and "not trusted" in message
+    assert sleeps == []    # an untrusted certificate stays untrusted: no retry
+
+
+def test_a_ca_file_that_holds_no_certificate_names_ca_path(tls_sim, tmp_path, sleeps):
+    not_pem = tmp_path / "ca.txt"
+    not_pem.write_text("this is not a certificate\n")
+    message = _failure(HttpClient(PRODUCT, tls_sim.base_url, ca_path=str(not_pem), retries=2, sleep=sleeps.append))
+    _plain(message, "ca_path")
+    assert str(not_pem) in message and sleeps == []
+
+
+def test_https_to_a_plain_http_server_names_url(sim, sleeps):
+    message = _failure(HttpClient(PRODUCT, sim.base_url.replace("http://", "https://"), retries=0, sleep=sleeps.append))
+    _plain(message, "url")
+    assert "TLS" in message
+
+
+def test_the_library_text_only_at_vvv(sleeps):
+    url = "http://127.0.0.1:%d" % _closed_port()
+    quiet = _failure(HttpClient(PRODUCT, url, retries=0, sleep=sleeps.append, verbosity=2))
+    loud = _failure(HttpClient(PRODUCT, url, retries=0, sleep=sleeps.append, verbosity=3))
+    assert "Errno" not in quiet and loud.startswith(quiet), (quiet, loud)
+    assert "ConnectionError" in loud[len(quiet):] and "refused" in loud[len(quiet):].lower(), loud

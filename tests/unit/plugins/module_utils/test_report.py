@@ -57,7 +57,8 @@ def fleet():
                   grant_requested_at=at(days=-2)),
             token("fresh-grant", "needs_interaction", fingerprint=None, expires_at=None, redirect="https://as.example/interact/2",
                   grant_requested_at=at(minutes=-5)),
-            token("stale-hold", backed_off=True, fingerprint=None, holder="node-2:99", lease_expires_at=at(minutes=-10)),
+            token("stale-hold", backed_off=True, fingerprint=None, holder="node-2:99", lease_expires_at=at(minutes=-10),
+                  backed_off_at=at(minutes=-11), holder_state="stopped", holder_checked_at=at(minutes=-9)),
         ]),
     ]
 
@@ -141,6 +142,29 @@ def test_a_refresher_that_backed_off_holds_every_token_of_its_task():
     rows = rep.build([src], now=NOW)["rows"]
     expected = {"token-refresher": ["backed_off"], "app-a": ["backed_off"], "app-b": ["backed_off"]}
     assert {r["token"]: r["conditions"] for r in rows} == expected
+
+
+def test_a_holder_is_judged_by_what_the_run_saw_not_by_when_the_report_is_written():
+    """Two runs held tokens this run backed off from; the report is written long after both leases ended.
+    Only the holder the run found stopped (its intent still there after its lease) pages a person."""
+    lease_end = at(minutes=-30)
+    seen = dict(backed_off=True, fingerprint=None, lease_expires_at=lease_end, backed_off_at=at(minutes=-31))
+    src = source("das", "tenant-a", [
+        token("finished-normally", holder="node-a:11", holder_state="finished", holder_checked_at=at(minutes=-29), **seen),
+        token("still-working", holder="node-b:12", holder_state="working", holder_checked_at=at(minutes=-31), **seen),
+        token("holder-died", holder="node-c:13", holder_state="stopped", holder_checked_at=at(minutes=-29), **seen),
+        token("not-rechecked", holder="node-d:14", **seen),
+    ])
+    rows = by_token(rep.build([src], now=NOW))
+    assert rows[("das", "finished-normally")]["conditions"] == ["backed_off"] and not rows[("das", "finished-normally")]["fails_job"]
+    assert rows[("das", "still-working")]["conditions"] == ["backed_off"]
+    assert rows[("das", "not-rechecked")]["conditions"] == ["backed_off"]
+    assert rows[("das", "holder-died")]["conditions"] == ["backed_off_stale"] and rows[("das", "holder-died")]["fails_job"]
+    assert "node-c:13" in rows[("das", "holder-died")]["todo"][0]
+    # Without a re-read, a lease that had already run out when the run backed off still counts as a dead holder.
+    late = source("das", "tenant-b", [token("seen-dead", holder="node-e:15", backed_off=True, fingerprint=None,
+                                            lease_expires_at=at(minutes=-40), backed_off_at=at(minutes=-31))])
+    assert by_token(rep.build([late], now=NOW))[("das", "seen-dead")]["conditions"] == ["backed_off_stale"]
 
 
 def test_a_token_left_without_a_secret_is_a_failure_outside_check_mode():

@@ -61,6 +61,26 @@ def test_check_mode_writes_nothing(tmp_path):
     assert not result.get("failed") and result["rows"] and not (tmp_path / "reports").exists()
 
 
+def test_a_check_runs_report_is_a_prediction_beside_the_real_one(tmp_path):
+    """Every run writes its report; a check run's is marked a prediction, never replaces the last real report, and
+    writes no metrics (a prediction must not feed alerts)."""
+    folder = tmp_path / "reports"
+    run_module(tmp_path)
+    real = {p.name: p.read_text() for p in folder.iterdir()}
+    checked = [dict(source, check_mode=True) for source in SOURCES]
+    result = run_module(tmp_path, sources=checked)
+    assert not result.get("failed") and result["prediction"] is True, result
+    names = ["tokenops-rotation-check.html", "tokenops-rotation-check.json", "tokenops-rotation-check.md"]
+    assert sorted(result["files"].values()) == [str(folder / n) for n in names]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names + list(real))
+    assert {name: (folder / name).read_text() for name in real} == real        # the last real report, metrics included
+    document = json.loads((folder / "tokenops-rotation-check.json").read_text())
+    assert document["prediction"] is True and document["check_mode"] is True
+    assert (folder / "tokenops-rotation-check.md").read_text().startswith("# Token rotation report: prediction (check mode")
+    assert "<h1>Token rotation report: prediction (check mode" in (folder / "tokenops-rotation-check.html").read_text()
+    assert json.loads((folder / "tokenops-rotation.json").read_text())["prediction"] is False
+
+
 def test_prometheus_path_and_formats(tmp_path):
     prom = tmp_path / "textfile" / "tokenops.prom"
     result = run_module(tmp_path, formats=["prometheus"], prometheus_path=str(prom))
@@ -83,6 +103,8 @@ def test_fail_lists_each_item_with_what_to_do_after_writing(tmp_path):
     ({"name": "../elsewhere"}, "name is a file name"),
 ])
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, args, message):
-    result = run_module(tmp_path, **args)
+    # Tracebacks on, as ANSIBLE_DISPLAY_TRACEBACK=error asks: bad input still gets none.
+    result = run_module(tmp_path, _ansible_tracebacks_for=["error"], **args)
     assert result["failed"] is True and message in result["msg"] and "Traceback" not in result["msg"]
+    assert "exception" not in result, result["exception"]
     assert not (tmp_path / "reports").exists()
