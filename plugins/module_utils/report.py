@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import datetime
 import json
+import re
 
 from ansible_collections.tokenops.rotation.plugins.module_utils import report_html
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import iso, parse_duration, parse_time

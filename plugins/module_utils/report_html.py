@@ -151,7 +151,8 @@ class _Page(object):
         report, counts = self.report, self.report["counts"]
         label = {"failed": "Fails: a person must act", "attention": "A person has something to do", "ok": "All fine"}
         check = ' <span class="check">check mode: what a real run would do</span>' if report["check_mode"] else ""
-        return ('<header><h1>Token rotation report</h1><span class="badge outcome-%s" id="outcome">%s</span>%s'
+        title = "Token rotation report" + (": prediction (check mode, nothing was changed)" if report.get("prediction") else "")
+        return ('<header><h1>' + _h(title) + '</h1><span class="badge outcome-%s" id="outcome">%s</span>%s'
                 '<p class="sub">Run at %s &middot; %s on %s &middot; %s changed &middot; %s &middot; %s</p></header>' % (
                     _h(report["outcome"]), _h(label.get(report["outcome"], report["outcome"])), check,
                     _h(report["generated_at"].replace("T", " ").replace("Z", " UTC")), _plural(counts["tokens"], "token", "tokens"),
@@ -405,7 +406,8 @@ def render(report, products, product_order, conditions, rank):
         '<meta http-equiv="Content-Security-Policy" content="%s">' % html.escape(csp, quote=False),
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="referrer" content="no-referrer">',
-        "<title>Token rotation report %s: %s</title>" % (_h(report["generated_at"]), _h(report["outcome"])),
+        "<title>Token rotation report %s: %s%s</title>" % (_h(report["generated_at"]), _h(report["outcome"]),
+                                                            " (prediction)" if report.get("prediction") else ""),
         "<style>%s</style></head><body><main>" % style,
         page.header(),
         page.cards(expiry),
