@@ -41,6 +41,9 @@ options:
         C(configured) (the token ids the host keeps), C(removing) (the ids it removes), what the
         tasks returned (C(read), C(rotate), C(cleanup), C(audit)), and C(error) when the role
         itself failed.
+      - A stage with C(report_spool) (the module's option of that name) is read from that file, so
+        that a task result as large as the fleet need not pass through the playbook. A DAS stage
+        that audited its tenant (C(das_token) with C(audit=true)) is the source's audit too.
     type: list
     elements: dict
     required: true
@@ -196,7 +199,7 @@ failure_lines:
   type: list
   elements: str
 summary:
-  description: A line about the run, then one line per item that needs a person.
+  description: A line about the run, one line per inventory host with its tokens by action, then one line per item that needs a person.
   returned: always
   type: list
   elements: str
@@ -223,8 +226,17 @@ stats:
   description: A summary for C(ansible.builtin.set_stats), for the next step of a workflow.
   returned: always
   type: dict
+tokens:
+  description:
+    - Every token's result as its module returned it (never a secret), by product and inventory
+      host, for C(ansible.builtin.set_stats) (playbook C(tokenops.rotation.rotate) hands it on as
+      C(tokenops_rotation_tokens)).
+  returned: always
+  type: dict
+  sample: {das: {tenant-a: [{id: ci-deployer, action: rotated, changed: true}]}}
 """
 
+import json
 import os
 import tempfile
 
@@ -259,6 +271,66 @@ def write_atomically(path, text, mode=0o644):
         raise
 
 
+def unspooled(sources):
+    """The sources with each stage the module spooled (report_spool) read back from its file.
+
+    The roles of playbook tokenops.rotation.rotate record a small dictionary per stage; the per-token
+    results are in the file the module wrote, so no task templates a structure as large as the fleet.
+    A DAS rotation that audited its tenant in the same pass carries the audit: it becomes the
+    source's audit stage.
+    """
+    found = []
+    for source in sources:
+        if not isinstance(source, dict):
+            continue
+        source = dict(source)
+        for name in ("rotate", "cleanup"):
+            stage = source.get(name)
+            if not isinstance(stage, dict) or not stage.get("report_spool"):
+                continue
+            try:
+                with open(stage["report_spool"]) as handle:
+                    loaded = json.load(handle)
+            except (IOError, OSError, ValueError) as exc:
+                source[name] = dict(stage, failed=True, results=None,
+                                    msg="the %s results of this host could not be read from %s: %s" % (name, stage["report_spool"], exc))
+                continue
+            merged = dict(stage)
+            merged.update(loaded if isinstance(loaded, dict) else {})
+            source[name] = merged
+        rotate = source.get("rotate")
+        if isinstance(rotate, dict) and not source.get("audit"):
+            if rotate.get("audit_error"):
+                source["audit"] = {"failed": True, "msg": rotate["audit_error"]}
+            elif isinstance(rotate.get("audit"), list):
+                source["audit"] = {"audit": rotate["audit"]}
+        found.append(source)
+    return found
+
+
+def token_results(sources):
+    """The per-token results by product and inventory host, as the modules returned them (for set_stats)."""
+    found = {}
+    for source in sources:
+        results = []
+        for name in ("rotate", "cleanup"):
+            stage = source.get(name)
+            items = stage.get("results") if isinstance(stage, dict) else None
+            results.extend(item for item in items or [] if isinstance(item, dict))
+        found.setdefault(str(source.get("product")), {})[str(source.get("endpoint"))] = results
+    return found
+
+
+def endpoint_lines(report):
+    """One line per inventory host: its tokens by action (what the job's output says in place of every row)."""
+    hosts = {}
+    for row in report["rows"]:
+        counts = hosts.setdefault((row["product_name"], row["endpoint"]), {})
+        counts[row["action"]] = counts.get(row["action"], 0) + 1
+    return ["%s %s: %d token(s), %s" % (name, endpoint, sum(counts.values()), ", ".join("%d %s" % (n, a) for a, n in sorted(counts.items())))
+            for (name, endpoint), counts in sorted(hosts.items())]
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -281,8 +353,9 @@ def main():
         module.fail_json(msg="name is a file name without a folder, such as tokenops-rotation")
     if p["prometheus_path"] and not p["prometheus_path"].endswith(".prom"):
         module.fail_json(msg="prometheus_path must end in .prom: the node_exporter textfile collector reads only those files")
+    sources = unspooled(p["sources"])
     try:
-        report = build(p["sources"], fail_on=p["fail_on"], consent_wait_limit=p["consent_wait_limit"])
+        report = build(sources, fail_on=p["fail_on"], consent_wait_limit=p["consent_wait_limit"])
     except ValueError as exc:
         module.fail_json(msg=str(exc))
 
@@ -300,7 +373,9 @@ def main():
             except (IOError, OSError) as exc:
                 module.fail_json(msg="cannot write the %s report to %s: %s" % (fmt, path, exc), files=files)
 
-    out = dict(changed=bool(files), files=files, stats=stats(report, files), summary=summary_lines(report),
+    summary = summary_lines(report)
+    summary[1:1] = endpoint_lines(report)
+    out = dict(changed=bool(files), files=files, stats=stats(report, files), summary=summary, tokens=token_results(sources),
                failure_lines=failure_lines(report), **report)
     if p["fail"] and report["failures"]:
         out.pop("failed", None)
