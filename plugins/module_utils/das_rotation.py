@@ -171,18 +171,24 @@ class DasSteps(Steps):
         due, reason = self.mod.policy.due(now, parse_time(record.get("issued_at")),
                                           remote_expires or parse_time(record.get("expires_at")),
                                           parse_time(record.get("rotated_at")))
-        if not due and self._probe_due(record, now):
+        if not due and self._probe_due(record, now, remote):
             if self.dead(live_id, record["secret"], self._patterns(record, spec)):
                 due, reason = True, "the stored secret no longer authenticates (HTTP 401)"
             elif self.params["verify"]["enabled"]:
                 token.notes["proven_at"] = iso(now)
         return ("rotate" if due else None), reason, None
 
-    def _probe_due(self, record, now):
-        """Whether the stored secret of a token that is not due is probed in this run (verify.every)."""
+    def _probe_due(self, record, now, remote):
+        """Whether the stored secret of a token that is not due is probed in this run: when it was last proven longer
+        ago than verify.every, or when DAS says the token changed since (someone may have regenerated it elsewhere:
+        only a probe can tell)."""
         every = self.mod.verify_every
         proven = parse_time(record.get("verified_at"))
-        return not every or proven is None or (now - proven).total_seconds() >= every
+        if not every or proven is None or (now - proven).total_seconds() >= every:
+            return True
+        modified = parse_time(((remote or {}).get("metadata") or {}).get("last_modified_at"))
+        # verified_at is kept to the second
+        return modified is not None and modified.replace(microsecond=0) > proven
 
     def _store_proof(self, token, proven):
         """Store when the secret was proven: no change in DAS, nothing the token's consumers see."""

@@ -348,6 +348,9 @@ class TokenModule:
             out["results"] = [r for r in results if r.get("failed") or r.get("backed_off")
                               or r.get("action") in ("needs_reconcile", "needs_interaction")]
             out.pop("audit", None)
+            # Nor the token list it was given, which Ansible would return as the invocation's module_args.
+            args = dict((k, v) for k, v in (out.get("invocation") or {}).get("module_args", self.params).items() if k != "tokens")
+            out["invocation"] = {"module_args": dict(args, tokens="%d token(s), see report_spool" % len(results))}
         return out
 
     def unexpected(self, exc):

@@ -224,6 +224,8 @@ options:
             per token (the GET that says the token exists and when it expires); RV(results[].verified_at)
             says when each secret was last proven. A probe that passes stores that time, without
             changing the token.
+          - A token that DAS says was changed after its secret was last proven (C(last_modified_at),
+            for example regenerated with another tool) is probed on that run whatever this says.
         type: str
         default: 7d
   audit:
