@@ -297,6 +297,7 @@ class Bench:
         records = [json.loads(line) for line in profile_file.read_text().splitlines() if line.strip()] if profile_file.exists() else []
         modules = {}
         store_ops = {"read": 0, "write": 0, "delete": 0}
+        main_cpu = sum(r["cpu"] for r in records if r["argv0"] == "ansible-playbook" and r["pid"] == proc.pid)
         for record in records:
             if "AnsibleModule ready" not in record["marks"]:
                 continue   # ansible-playbook itself, or a Python that ran no module
@@ -318,10 +319,32 @@ class Bench:
         return {
             "label": label, "rc": proc.returncode, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
             "module_cpu": sum(c for m, (_k, c) in modules.items() if m in PRODUCT_MODULES),
-            "modules": modules, "peak_rss": sampler.peak_rss, "peak_pss": sampler.peak_pss, "procs": sampler.peak_procs,
+            "modules": modules, "main_cpu": main_cpu, "peak_rss": sampler.peak_rss, "peak_pss": sampler.peak_pss, "procs": sampler.peak_procs,
             "maxrss_single": usage.ru_maxrss * 1024, "calls": calls, "store_ops": store_ops, "actions": actions, "output": len(output.encode()),
             "files": files, "rows": rows, "leaks": len(secret_hits), "work": str(work),
         }
+
+
+def inventory_floor(bench, fleet, forks):
+    """ansible-playbook with the fleet's inventory and one trivial task per host (`sleep 10`, strategy free, the same
+    forks): Ansible's own cost of an inventory as large as the fleet, which no collection changes. Its CPU, and the
+    peak RSS and PSS of its process tree (each fork maps the main process's memory: RSS counts it once per process)."""
+    work = bench.work / ("floor-%d" % fleet.n)
+    work.mkdir(exist_ok=True)
+    playbook = work / "floor.yml"
+    playbook.write_text("- name: Floor\n  hosts: all\n  gather_facts: false\n  strategy: free\n  tasks:\n"
+                        "    - name: Wait\n      ansible.builtin.command: sleep 10\n      changed_when: false\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "TOKENOPS_"))}
+    env.update(ANSIBLE_LOCAL_TEMP=str(work / "tmp"), ANSIBLE_HOME=str(work / "home"), HOME=str(work / "home"), ANSIBLE_FORKS=str(forks))
+    proc = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", str(fleet.inventory(work)), str(playbook)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sampler = TreeSampler(proc.pid)
+    sampler.start()
+    _pid, _status, usage = os.wait4(proc.pid, 0)
+    sampler.stopping.set()
+    sampler.join()
+    return dict(label="floor", tokens=fleet.n, cpu=usage.ru_utime + usage.ru_stime, peak_rss=sampler.peak_rss, peak_pss=sampler.peak_pss,
+                procs=sampler.peak_procs)
 
 
 def store_snapshot(bench, kind, n):
@@ -361,10 +384,22 @@ def main():
     parser.add_argument("--latency", type=float, default=0.02, help="seconds each DAS simulator waits before every answer")
     parser.add_argument("--forks", type=int, default=8)
     parser.add_argument("--runs", default="create,rotate,idle", help="which runs (create always runs)")
+    parser.add_argument("--floor", action="store_true", help="only measure ansible-playbook with each fleet's inventory and an empty play")
     parser.add_argument("--playbook", default=str(REPO / "playbooks" / "rotate.yml"), help="the job's playbook")
     parser.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/RESULTS-job.md alone")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "RESULTS-job.md"))
+    parser.add_argument("--render", default="", help="only render the results of earlier runs (their --out + .json files, comma separated)")
     args = parser.parse_args()
+    if args.render:
+        results, loads = [], []
+        for path in args.render.split(","):
+            saved = json.loads(Path(path).read_text())
+            results += saved["results"]
+            loads.append(saved["load"])
+        args.tokens = ",".join(str(n) for n in sorted({r["tokens"] for r in results}))
+        args.stores = ",".join(sorted({r["store"] for r in results}))
+        report(args, results, (max(load[0][0] for load in loads),), (max(load[1][0] for load in loads),))
+        return
     counts = [int(x) for x in args.tokens.split(",") if x.strip()]
     stores = [x.strip() for x in args.stores.split(",") if x.strip()]
     wanted = [x.strip() for x in args.runs.split(",") if x.strip()]
@@ -377,6 +412,12 @@ def main():
                 log("%d tokens, %s store: starting the simulators" % (n, kind))
                 fleet = Fleet(bench.work, n, args.tenants, bench.store(kind, n), args.latency)
                 try:
+                    if args.floor:
+                        log("%d tokens: ansible-playbook with this inventory and nothing to do" % n)
+                        floor = dict(inventory_floor(bench, fleet, args.forks), store=kind)
+                        results.append(floor)
+                        log("  %.1f s CPU, peak RSS %.0f MB, PSS %.0f MB" % (floor["cpu"], floor["peak_rss"] / 2**20, floor["peak_pss"] / 2**20))
+                        continue
                     for label in ("create", "rotate", "idle"):
                         if label != "create" and label not in wanted:
                             continue
@@ -397,7 +438,9 @@ def main():
                     fleet.stop()
     finally:
         bench.close()
-    report(args, results, load_before, os.getloadavg())
+    load_after = os.getloadavg()
+    Path(args.out + ".json").write_text(json.dumps({"results": results, "load": [load_before, load_after]}))
+    report(args, results, load_before, load_after)
 
 
 def report(args, results, load_before, load_after):
@@ -411,6 +454,8 @@ def report(args, results, load_before, load_after):
                "authorization server share the rest; DAS answers after %d ms. CPU is of the whole ansible-playbook process tree "
                "(rusage); the modules' own CPU is that of the product modules' processes (%s)."
                % (args.tenants, SHARES["das"] * 100, args.latency * 1000, ", ".join(PRODUCT_MODULES)))
+    floors = dict((r["tokens"], r) for r in results if r["label"] == "floor")
+    results = [r for r in results if r["label"] != "floor"]
     out.append("")
     out.append("| tokens | store | run | rc | wall | wall per token | job CPU per token | modules' CPU per token | job / modules "
                "| other modules' CPU | peak RSS / PSS (procs) | product calls per token | store reads / writes per token "
@@ -433,6 +478,27 @@ def report(args, results, load_before, load_after):
         out.append("- %d tokens, %s store, %s: %s; calls %s; actions %s" % (
             r["tokens"], r["store"], r["label"], ", ".join("%s %d x %.1f s" % (m, k, c) for m, (k, c) in sorted(r["modules"].items())),
             ", ".join("%s %d" % kv for kv in r["calls"].items()), ", ".join("%s %d" % kv for kv in sorted(r["actions"].items()))))
+    out.append("")
+    out.append("Where the job's CPU went besides the product modules (per token): the ansible-playbook main process (inventory, "
+               "strategy, results), its forked workers (templating, module payloads, result parsing) and the other modules:")
+    out.append("")
+    for r in results:
+        if r.get("main_cpu") is None:
+            continue
+        n = r["tokens"]
+        other = sum(c for m, (_k, c) in r["modules"].items() if m not in PRODUCT_MODULES)
+        workers = r["cpu"] - r["module_cpu"] - other - r["main_cpu"]
+        line = "- %d tokens, %s store, %s: main process %.1f ms, workers %.1f ms, other modules %.1f ms, product modules %.1f ms" % (
+            n, r["store"], r["label"], 1000 * r["main_cpu"] / n, 1000 * workers / n, 1000 * other / n, 1000 * r["module_cpu"] / n)
+        if n in floors:
+            line += ("; Ansible's floor with this inventory: %.1f ms, so the job less the floor is %.2f x its modules"
+                     % (1000 * floors[n]["cpu"] / n, (r["cpu"] - floors[n]["cpu"]) / r["module_cpu"]))
+        out.append(line)
+    if floors:
+        out.append("- Ansible's floor: ansible-playbook with the fleet's inventory and one `sleep 10` task per host (strategy free, "
+                   "the same forks): %s" % "; ".join("%d tokens: %.1f s CPU, peak RSS %.0f MB, PSS %.0f MB (%d processes)" % (
+                       n, floors[n]["cpu"], floors[n]["peak_rss"] / 2**20, floors[n]["peak_pss"] / 2**20, floors[n]["procs"])
+                       for n in sorted(floors)))
     by = {(r["tokens"], r["store"], r["label"]): r for r in results}
     counts = sorted({r["tokens"] for r in results})
     out.append("")
