@@ -221,7 +221,7 @@ options:
             (C(7d), C(12h)); V(0) probes on every run.
           - A secret DAS has just issued counts as proven at that time. A nightly job with the
             default probes each token about once a week, so a run with nothing due makes one request
-            per token (the GET that says the token exists and when it expires); RV(results[].verified_at)
+            per token (the GET that says the token exists and when it expires); RV(verified_at)
             says when each secret was last proven. A probe that passes stores that time, without
             changing the token.
           - A token that DAS says was changed after its secret was last proven (C(last_modified_at),
