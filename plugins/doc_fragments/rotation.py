@@ -56,6 +56,17 @@ options:
         default suits a 2-core controller; lower it for an API that limits concurrent requests.
     type: int
     default: 16
+  report_spool:
+    description:
+      - A file the module also writes its result to (every token's result, without secrets, as JSON),
+        for the report of a scheduled job to read instead of the task result.
+      - Playbook C(tokenops.rotation.rotate) sets it through the product roles, so that neither the
+        roles nor the report play template a structure as large as the fleet.
+      - Its folder must exist. The file is written to a temporary file in that folder and renamed.
+      - At default verbosity the task result then keeps in C(results) only the tokens that failed,
+        need a person or were held by another run, and says how many results the file has
+        (C(results_spooled)); DAS's C(audit) is only in the file. With C(-v) the result has them all.
+    type: path
 notes:
   - The store is the lock. A rotation writes its intent to the store entry (check-and-set) before
     it asks the product for a new secret, and writes the new secret to the store before it does

@@ -14,6 +14,7 @@ except ImportError:  # pragma: no cover
     from urllib import quote  # type: ignore
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import iso, parse_time
 from ansible_collections.tokenops.rotation.plugins.module_utils.validators import kind_of, shown
 
 PRODUCT = "Styra DAS"
@@ -175,3 +176,25 @@ def binding_key(binding):
 
 def _quote(value):
     return quote(str(value), safe="")
+
+
+# Patterns that let a token call any path, as an empty list does (das.md 1.4.5).
+MATCH_EVERYTHING = frozenset((".*", "^.*", "^.*$", ".*$", "/.*", "^/.*", "^/.*$", "^/", "^"))
+
+
+def audit_findings(remote, managed, max_lifetime, now):
+    """The tenant audit: each listed token (GET /v1/tokens) that nobody manages, allows every path or practically never
+    expires, by id, with its findings. `managed` is the set of ids the inventory host keeps; max_lifetime in seconds."""
+    found = []
+    for token_id in sorted(remote):
+        token = remote[token_id]
+        expires = parse_time(token.get("expires"))
+        patterns = token.get("allow_path_patterns") or []
+        allows_all = not patterns or any(str(p).strip() in MATCH_EVERYTHING for p in patterns)
+        never = expires is None or (expires - now).total_seconds() > max_lifetime
+        is_managed = token_id in managed
+        findings = [name for name, hit in (("unmanaged", not is_managed), ("allows_all_paths", allows_all), ("never_expires", never)) if hit]
+        if findings:
+            found.append(dict(id=token.get("id"), description=token.get("description"), expires_at=iso(expires), managed=is_managed,
+                              allows_all_paths=allows_all, never_expires=never, findings=findings))
+    return found

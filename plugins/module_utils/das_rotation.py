@@ -92,6 +92,10 @@ class DasSteps(Steps):
             action = "revoked"
         elif update or bind_plan[0] or bind_plan[1]:
             action = "updated"
+        elif token.notes.get("proven_at"):
+            # The probe that verify.every asked for passed: its time is stored, the token is unchanged.
+            proven = token.notes["proven_at"]
+            return Plan("none", run=lambda token: self._store_proof(token, proven), changed=False)
         else:
             return Plan("none")
         predicted = self._predicted(record, spec, mint, now, live_id, cleanup)
@@ -167,9 +171,33 @@ class DasSteps(Steps):
         due, reason = self.mod.policy.due(now, parse_time(record.get("issued_at")),
                                           remote_expires or parse_time(record.get("expires_at")),
                                           parse_time(record.get("rotated_at")))
-        if not due and self.dead(live_id, record["secret"], self._patterns(record, spec)):
-            due, reason = True, "the stored secret no longer authenticates (HTTP 401)"
+        if not due and self._probe_due(record, now, remote):
+            if self.dead(live_id, record["secret"], self._patterns(record, spec)):
+                due, reason = True, "the stored secret no longer authenticates (HTTP 401)"
+            elif self.params["verify"]["enabled"]:
+                token.notes["proven_at"] = iso(now)
         return ("rotate" if due else None), reason, None
+
+    def _probe_due(self, record, now, remote):
+        """Whether the stored secret of a token that is not due is probed in this run: when it was last proven longer
+        ago than verify.every, or when DAS says the token changed since (someone may have regenerated it elsewhere:
+        only a probe can tell)."""
+        every = self.mod.verify_every
+        proven = parse_time(record.get("verified_at"))
+        if not every or proven is None or (now - proven).total_seconds() >= every:
+            return True
+        modified = parse_time(((remote or {}).get("metadata") or {}).get("last_modified_at"))
+        # verified_at is kept to the second
+        return modified is not None and modified.replace(microsecond=0) > proven
+
+    def _store_proof(self, token, proven):
+        """Store when the secret was proven: no change in DAS, nothing the token's consumers see."""
+        try:
+            token.flow.persist({"verified_at": proven})
+        except StoreError as exc:   # the proof is kept next time; the token itself is fine
+            self.mod.warn("Styra DAS: %s: the time of the passed probe could not be stored: %s" % (token.id, exc))
+            return {}
+        return {"verified_at": proven}
 
     def _previous_due(self, record, now):
         previous = record.get("previous")
@@ -252,7 +280,8 @@ class DasSteps(Steps):
         secret = self._mint(token, token_id, spec, bearer, step)
         now = utcnow()
         count = (record.get("rotation_count") or 0) + (0 if created and not record.get("secret") else 1)
-        extra = {"token_id": token_id, "fields": self._fields(spec)}
+        # A secret DAS has just issued counts as proven then; the probe below takes it back if it fails.
+        extra = {"token_id": token_id, "fields": self._fields(spec), "verified_at": iso(now)}
         if spec.get("role") == REFRESHER:
             extra["role"] = REFRESHER
         fields = minted_fields(secret, now, expires_at=self._expiry(spec, now), count=count, rotated=not created, extra=extra)
@@ -264,7 +293,8 @@ class DasSteps(Steps):
         except FlowError as exc:
             if exc.details.get("secret_dead"):
                 # The secret just stored is proven dead: consumers must not get it until the next run mints again.
-                flow.persist({SECRET_UNUSABLE: {"reason": str(exc), "since": iso(utcnow())}}, keep_pending=bool(flow.pending))
+                flow.persist({SECRET_UNUSABLE: {"reason": str(exc), "since": iso(utcnow())}}, keep_pending=bool(flow.pending),
+                             remove=("verified_at",))
             raise
         if bindings:
             self.apply_bindings(token_id, self._binding_plan(token_id, spec))
@@ -337,6 +367,8 @@ class DasSteps(Steps):
                                expires_at=pending.get("new_expires_at"), count=(record.get("rotation_count") or 0) + 1,
                                extra={"token_id": new_id, "fields": self._fields(spec), "previous": previous})
         fields["rotated_at"] = iso(now)
+        if verified is not None:
+            fields["verified_at"] = iso(now)
         revoke_now = spec["grace_seconds"] <= 0
         self._persist_new(token, fields, new_id, remove=("verified",),
                           next_step="revoking_previous" if revoke_now else None, old_token_id=old_id)
@@ -511,6 +543,7 @@ class DasSteps(Steps):
     def decorate(self, token, result, record):
         if token.spec.get("role") == REFRESHER:
             self.after_refresher(record)
+        result.setdefault("verified_at", (record or {}).get("verified_at"))
         return result
 
     # ------------------------------------------------------------ state absent

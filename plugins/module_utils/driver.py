@@ -31,6 +31,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import 
     diff_text,
     iso,
     parse_time,
+    public_view,
     result_for,
     utcnow,
 )
@@ -438,6 +439,12 @@ class Driver:
         if flow is not None:
             result["store_path"] = flow.path
             result["store_version"] = flow.version
+            # What the store held before the run: a failed token's report row still says when it expires,
+            # without a second read of every entry.
+            before = public_view(flow.before)
+            for key in ("token_id", "fingerprint", "expires_at"):
+                if before.get(key) is not None:
+                    result.setdefault(key, before[key])
         if steps or result["action"] == "needs_reconcile":
             result["reconcile_steps"] = [self.mod.redactor.scrub(s) for s in (steps or [result["msg"]])]
         result.update(extra)

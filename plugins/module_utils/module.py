@@ -13,11 +13,14 @@ __metaclass__ = type
 
 import copy
 import inspect
+import json
+import os
+import tempfile
 import threading
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, remove_values
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.driver import ChangeGuard, Driver
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import (
@@ -80,6 +83,8 @@ RUN_SPEC = dict(
     # I/O-bound work (each token waits on the product and the store): 16 at a time hides the wait
     # on a 2-core controller; benchmarks/RESULTS.md has the measurements of 4, 8, 16 and 32.
     concurrency=dict(type="int", default=16),
+    # The result again, as a file the job's report reads (rotate.yml): no fleet-sized templating in the roles.
+    report_spool=dict(type="path"),
 )
 
 STORE_SPEC = dict(store=STORE_ARG_SPEC)
@@ -324,7 +329,46 @@ class TokenModule:
             out = mask.value(out)
             out.setdefault("invocation", {"module_args": mask.value(self.params)})
             self.module.no_log_values = set(self._option_no_log)
+        spool = self.params.get("report_spool") if getattr(self, "params", None) else None
+        if spool:
+            out = self._spool(spool, out)
         finish(**out)
+
+    def _spool(self, path, out):
+        """Write the (masked) result to the report spool file; the result says where, or why it could not."""
+        # The values of no_log options are masked as Ansible masks the result (this run's secrets already are).
+        recorded = remove_values(dict((k, v) for k, v in out.items() if k not in ("invocation", "exception", "diff")),
+                                 self.module.no_log_values)
+        try:
+            folder = os.path.dirname(path) or "."
+            fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=folder)
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    json.dump(recorded, handle, default=str)
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+        except (IOError, OSError) as exc:
+            out = dict(out)
+            out["report_spool_error"] = "cannot write report_spool %s: %s" % (path, exc)
+            return out
+        out = dict(out)
+        out["report_spool"] = path
+        if self.module._verbosity < 1 and isinstance(out.get("results"), list):
+            # The file has them all: at default verbosity the task result keeps only the tokens that need a
+            # look, so it stays small however many tokens the task had (ansible-playbook keeps every result
+            # in memory, in each of its forks).
+            results = out["results"]
+            out["results_spooled"] = len(results)
+            out["results"] = [r for r in results if r.get("failed") or r.get("backed_off")
+                              or r.get("action") in ("needs_reconcile", "needs_interaction")]
+            out.pop("audit", None)
+            # Nor the token list it was given, which Ansible would return as the invocation's module_args.
+            args = dict((k, v) for k, v in (out.get("invocation") or {}).get("module_args", self.params).items() if k != "tokens")
+            out["invocation"] = {"module_args": dict(args, tokens="%d token(s), see report_spool" % len(results))}
+        return out
 
     def unexpected(self, exc):
         """Report a bug: "unexpected error" and the exception, the traceback kept for -vvv; never a secret."""
@@ -375,7 +419,8 @@ class TokenModule:
         failed = [r for r in results if r.get("failed")]
         out = dict(changed=any(r.get("changed") for r in results))
         for value in self.extra_output.values():
-            out["changed"] = out["changed"] or bool(value.get("changed"))
+            if isinstance(value, dict):
+                out["changed"] = out["changed"] or bool(value.get("changed"))
         out.update(self.extra_output)
         if single:
             changed = out["changed"]

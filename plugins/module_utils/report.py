@@ -47,7 +47,7 @@ DPA_PAGE = "Options > Users & Contacts > Refresh Token Management"
 # The result fields a row copies (with these names); nothing else of a result reaches a report.
 _STRINGS = ("token_id", "fingerprint", "expires_at", "rotated_at", "issued_at", "store_path", "holder", "lease_expires_at",
             "redirect", "grant_requested_at", "expiry_status", "manual_step", "method", "backed_off_at", "holder_state",
-            "holder_checked_at")
+            "holder_checked_at", "verified_at")
 
 
 def _text(value, limit=2000):

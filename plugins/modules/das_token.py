@@ -215,6 +215,38 @@ options:
         description: Fail when the probe gets 403.
         type: bool
         default: false
+      every:
+        description:
+          - How often the stored secret of a token that is not due is probed, as a duration
+            (C(7d), C(12h)); V(0) probes on every run.
+          - A secret DAS has just issued counts as proven at that time. A nightly job with the
+            default probes each token about once a week, so a run with nothing due makes one request
+            per token (the GET that says the token exists and when it expires); RV(verified_at)
+            says when each secret was last proven. A probe that passes stores that time, without
+            changing the token.
+          - A token that DAS says was changed after its secret was last proven (C(last_modified_at),
+            for example regenerated with another tool) is probed on that run whatever this says.
+        type: str
+        default: 7d
+  audit:
+    description:
+      - Also list every token of the tenant (one C(GET /v1/tokens), before the token work) and
+        return, in RV(audit), the tokens that no one manages, that allow every path, or that
+        practically never expire, as M(tokenops.rotation.das_token_info) does.
+      - Needs O(api_token) with the right to list tokens.
+    type: bool
+    default: false
+  managed:
+    description:
+      - Ids the inventory host keeps besides O(tokens) (their overlap ids and the refresher count
+        too), for O(audit).
+    type: list
+    elements: str
+    default: []
+  audit_max_lifetime:
+    description: For O(audit), a token whose expiry is further away than this practically never expires.
+    type: str
+    default: 365d
 seealso:
   - module: tokenops.rotation.das_token_info
   - name: Rotate DAS API tokens
@@ -376,6 +408,25 @@ refresher:
   description: The result for the refresher token (it may have renewed itself).
   returned: when O(refresher) is given
   type: dict
+verified_at:
+  description: When the stored secret was last proven to work (issued by DAS, or a probe that passed); null when never.
+  returned: success
+  type: str
+audit:
+  description:
+    - With O(audit), the tenant's tokens with findings (C(unmanaged), C(allows_all_paths), C(never_expires)),
+      as M(tokenops.rotation.das_token_info) returns them.
+  returned: when O(audit=true) and the list succeeded
+  type: list
+  elements: dict
+audit_error:
+  description: With O(audit), why the tenant could not be listed (the token work went on).
+  returned: when the audit failed
+  type: str
+report_spool:
+  description: The file O(report_spool) the result was also written to.
+  returned: when O(report_spool) is given
+  type: str
 msg:
   description: What went wrong, naming the product, the step, the HTTP status and DAS's error code; or what a person must do.
   returned: on failure and with V(needs_reconcile)
@@ -389,6 +440,7 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.store import Sto
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.das import (
     DasClient,
+    audit_findings,
     system_of,
     validate_token_id,
     validate_ttl,
@@ -400,7 +452,8 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.module import (
     merged,
     run_module,
 )
-from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import parse_time
+from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
+from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import parse_time, utcnow
 from ansible_collections.tokenops.rotation.plugins.module_utils import validators
 
 TOKEN_KEYS = ("id", "description", "allow_path_patterns", "allow_all_paths", "ttl", "role_bindings",
@@ -438,7 +491,11 @@ ARGUMENT_SPEC = dict(
         enabled=dict(type="bool", default=True),
         path=dict(type="str", default="/v1/tokens/{id}"),
         require_authorized=dict(type="bool", default=False),
+        every=dict(type="str", default="7d"),
     )),
+    audit=dict(type="bool", default=False),
+    managed=dict(type="list", elements="str", default=[]),
+    audit_max_lifetime=dict(type="str", default="365d"),
 )
 
 TOKEN_ITEM_TYPES = dict(id=str, description=str, allow_path_patterns=list, allow_all_paths=bool, ttl=str,
@@ -498,6 +555,10 @@ class DasTokenModule(TokenModule):
             specs.append(spec)
         self._check_refresher()
         self._check_verify()
+        if p["audit"] and not p["api_token"]:
+            raise InputError("audit lists every token of the tenant (GET /v1/tokens) and needs api_token "
+                             "(or STYRA_DAS_TOKEN) with the right to list tokens")
+        self.audit_max_lifetime = validators.duration(p["audit_max_lifetime"], "audit_max_lifetime")
         if p["state"] != "absent" and not p["api_token"]:
             for spec in specs:
                 if spec["role_bindings"] is not None:
@@ -565,6 +626,7 @@ class DasTokenModule(TokenModule):
         if not path.startswith("/") or "://" in path or path.startswith("//"):
             raise InputError("verify.path must be a path on the DAS server starting with '/', such as /v1/tokens/{id}; got %s"
                              % validators.shown(path))
+        self.verify_every = validators.duration(self.params["verify"]["every"], "verify.every")
 
     # -- the run
 
@@ -572,6 +634,8 @@ class DasTokenModule(TokenModule):
         if self.params["api_token"]:
             self.secret(self.params["api_token"])
         self.das = DasClient(self.http())
+        if self.params["audit"]:
+            self._audit()
         steps = DasSteps(self)
         driver = self.use_steps(steps)
         if self.params["refresher"]:
@@ -588,6 +652,21 @@ class DasTokenModule(TokenModule):
                 self.close()
                 self.exit_json(changed=False, backed_off=True, msg=refresher["msg"], refresher=refresher)
         super(DasTokenModule, self).run()
+
+    def _audit(self):
+        """The tenant audit in the same run as the token work: one list of the tenant, no second read of the store."""
+        p = self.params
+        managed = set(p["managed"])
+        for spec in self._specs:
+            managed.update((spec["id"], spec["overlap_id"]))
+        if p["refresher"]:
+            managed.add(p["refresher"]["id"])
+        try:
+            remote = dict((token.get("id"), token) for token in self.das.list_tokens(p["api_token"]))
+        except ApiError as exc:
+            self.extra_output["audit_error"] = self.redactor.scrub(str(exc))
+            return
+        self.extra_output["audit"] = audit_findings(remote, managed, self.audit_max_lifetime, utcnow())
 
 
 def check_patterns(patterns, allow_all, what):

@@ -178,7 +178,7 @@ import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 
-from ansible_collections.tokenops.rotation.plugins.module_utils.das import DasClient, validate_token_id
+from ansible_collections.tokenops.rotation.plugins.module_utils.das import DasClient, audit_findings, validate_token_id
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import InputError, TokenModule, run_module
 from ansible_collections.tokenops.rotation.plugins.module_utils import validators
@@ -252,8 +252,7 @@ class DasTokenInfoModule(TokenModule):
         out = dict(changed=False, tokens=tokens)
         if p["audit"]:
             managed = set(p["ids"] or []) | set(p["managed"])
-            out["audit"] = [item for item in (self.audited(remote[token_id], token_id in managed) for token_id in sorted(remote))
-                            if item["findings"]]
+            out["audit"] = audit_findings(remote, managed, self.max_lifetime, utcnow())
         if p["query"] is not None:
             out["query_result"] = self.expression.search(tokens)
         self.exit_json(**out)
@@ -278,20 +277,6 @@ class DasTokenInfoModule(TokenModule):
             uses=(token or {}).get("uses"),
         )
         return item
-
-    def audited(self, token, managed):
-        """What is wrong with one token of the tenant: nobody manages it, it allows every path, it never expires."""
-        expires = parse_time(token.get("expires"))
-        patterns = token.get("allow_path_patterns") or []
-        allows_all = not patterns or any(str(p).strip() in MATCH_EVERYTHING for p in patterns)
-        never = expires is None or (expires - utcnow()).total_seconds() > self.max_lifetime
-        findings = [name for name, found in (("unmanaged", not managed), ("allows_all_paths", allows_all), ("never_expires", never)) if found]
-        return dict(id=token.get("id"), description=token.get("description"), expires_at=iso(expires), managed=managed,
-                    allows_all_paths=allows_all, never_expires=never, findings=findings)
-
-
-# Patterns that let a token call any path, as an empty list does (das.md 1.4.5).
-MATCH_EVERYTHING = frozenset((".*", "^.*", "^.*$", ".*$", "/.*", "^/.*", "^/.*$", "^/", "^"))
 
 
 def main():

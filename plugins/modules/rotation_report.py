@@ -47,6 +47,9 @@ options:
         tasks returned (C(read), C(rotate), C(cleanup), C(audit)), and C(error) when the role
         itself failed.
       - One of O(sources) and O(merge) is required.
+      - A stage with C(report_spool) (the module's option of that name) is read from that file, so
+        that a task result as large as the fleet need not pass through the playbook. A DAS stage
+        that audited its tenant (C(das_token) with C(audit=true)) is the source's audit too.
     type: list
     elements: dict
   merge:
@@ -303,7 +306,7 @@ failure_lines:
   type: list
   elements: str
 summary:
-  description: A line about the run, then one line per item that needs a person.
+  description: A line about the run, one line per inventory host with its tokens by action, then one line per item that needs a person.
   returned: always
   type: list
   elements: str
@@ -362,6 +365,14 @@ pushgateway:
   type: dict
   sample: {enabled: true, pushed: true, grouping_key: {job: tokenops_rotation, slice: all},
            url: "https://pushgateway.example.com:9091", path: /metrics/job/tokenops_rotation/slice/all}
+tokens:
+  description:
+    - Every token's result as its module returned it (never a secret), by product and inventory
+      host, for C(ansible.builtin.set_stats) (playbook C(tokenops.rotation.rotate) hands it on as
+      C(tokenops_rotation_tokens)).
+  returned: always
+  type: dict
+  sample: {das: {tenant-a: [{id: ci-deployer, action: rotated, changed: true}]}}
 """
 
 import glob
@@ -436,6 +447,64 @@ def read_reports(module, patterns):
         except (IOError, OSError, ValueError) as exc:
             module.fail_json(msg="merge: cannot read the JSON report %s: %s" % (path, exc))
     return reports
+def unspooled(sources):
+    """The sources with each stage the module spooled (report_spool) read back from its file.
+
+    The roles of playbook tokenops.rotation.rotate record a small dictionary per stage; the per-token
+    results are in the file the module wrote, so no task templates a structure as large as the fleet.
+    A DAS rotation that audited its tenant in the same pass carries the audit: it becomes the
+    source's audit stage.
+    """
+    found = []
+    for source in sources:
+        if not isinstance(source, dict):
+            continue
+        source = dict(source)
+        for name in ("rotate", "cleanup"):
+            stage = source.get(name)
+            if not isinstance(stage, dict) or not stage.get("report_spool"):
+                continue
+            try:
+                with open(stage["report_spool"]) as handle:
+                    loaded = json.load(handle)
+            except (IOError, OSError, ValueError) as exc:
+                source[name] = dict(stage, failed=True, results=None,
+                                    msg="the %s results of this host could not be read from %s: %s" % (name, stage["report_spool"], exc))
+                continue
+            merged = dict(stage)
+            merged.update(loaded if isinstance(loaded, dict) else {})
+            source[name] = merged
+        rotate = source.get("rotate")
+        if isinstance(rotate, dict) and not source.get("audit"):
+            if rotate.get("audit_error"):
+                source["audit"] = {"failed": True, "msg": rotate["audit_error"]}
+            elif isinstance(rotate.get("audit"), list):
+                source["audit"] = {"audit": rotate["audit"]}
+        found.append(source)
+    return found
+
+
+def token_results(sources):
+    """The per-token results by product and inventory host, as the modules returned them (for set_stats)."""
+    found = {}
+    for source in sources:
+        results = []
+        for name in ("rotate", "cleanup"):
+            stage = source.get(name)
+            items = stage.get("results") if isinstance(stage, dict) else None
+            results.extend(item for item in items or [] if isinstance(item, dict))
+        found.setdefault(str(source.get("product")), {})[str(source.get("endpoint"))] = results
+    return found
+
+
+def endpoint_lines(report):
+    """One line per inventory host: its tokens by action (what the job's output says in place of every row)."""
+    hosts = {}
+    for row in report["rows"]:
+        counts = hosts.setdefault((row["product_name"], row["endpoint"]), {})
+        counts[row["action"]] = counts.get(row["action"], 0) + 1
+    return ["%s %s: %d token(s), %s" % (name, endpoint, sum(counts.values()), ", ".join("%d %s" % (n, a) for a, n in sorted(counts.items())))
+            for (name, endpoint), counts in sorted(hosts.items())]
 
 
 def main():
@@ -469,12 +538,13 @@ def main():
         module.fail_json(msg="slice is for the report of one job slice; a merged report (merge) is the whole run's")
     if p["slice"] and not SLICE_PATTERN.match(p["slice"]):
         module.fail_json(msg="slice must be letters, digits, _, . and -, at most 63 characters (such as the AWX job id), not %r" % p["slice"])
+    sources = unspooled(p["sources"]) if p["sources"] is not None else []
     try:
         merge_warnings = []
         if p["merge"] is not None:
             report, merge_warnings = merge(read_reports(module, p["merge"]), fail_on=p["fail_on"], consent_wait_limit=p["consent_wait_limit"])
         else:
-            report = build(p["sources"], fail_on=p["fail_on"], consent_wait_limit=p["consent_wait_limit"], slice_name=p["slice"])
+            report = build(sources, fail_on=p["fail_on"], consent_wait_limit=p["consent_wait_limit"], slice_name=p["slice"])
         bad_input = None
     except ValueError as exc:
         report, bad_input = None, str(exc)
@@ -518,8 +588,10 @@ def main():
             except (IOError, OSError) as exc:
                 module.fail_json(msg="cannot write the %s report to %s: %s" % (fmt, path, exc), files=files)
 
-    out = dict(changed=bool(files), files=files, stats=stats(report, files), stats_key=stats_key(report["slice"]), summary=summary_lines(report),
-               failure_lines=failure_lines(report), pushgateway=pushed, **report)
+    summary = summary_lines(report)
+    summary[1:1] = endpoint_lines(report)
+    out = dict(changed=bool(files), files=files, stats=stats(report, files), stats_key=stats_key(report["slice"]), summary=summary,
+               tokens=token_results(sources), failure_lines=failure_lines(report), pushgateway=pushed, **report)
     out.pop("warnings")     # Ansible's own key: the task's warnings went out through module.warn
     if p["fail"] and report["failures"]:
         out.pop("failed", None)

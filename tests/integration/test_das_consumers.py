@@ -66,7 +66,8 @@ def test_verify_tells_a_path_refusal_from_a_dead_secret(runner, das_factory, bao
                           json={"description": "payments OPA", "allow_path_patterns": ["^/v1/systems/pay/.*"], "ttl": "24h",
                                 "regenerate": True}, timeout=10)
     assert answer.status_code == 200 and not das.sim.secret_works(secret)
-    healed = run_das(runner, das, bao_store, **opts)
+    # The probe that finds out runs as often as verify.every says (every run with 0).
+    healed = run_das(runner, das, bao_store, verify={"every": "0"}, **opts)
     assert healed["action"] == "rotated" and "no longer authenticates" in healed["msg"], healed
     assert das.sim.secret_works(read_entry(bao, bao_store, "das", das.host, "systems/pay/opa")["secret"])
 
@@ -75,3 +76,32 @@ def test_a_401_on_a_path_the_patterns_give_no_start_of_is_unproven(runner, das_f
     das = das_factory(path_refusal_status=401)
     result = run_das(runner, das, bao_store, id="odd", description="", allow_path_patterns=[".*/policies/.*"], ttl="24h")
     assert result["action"] == "created" and result["verified"] == "unproven", result
+
+
+def test_a_run_with_nothing_due_probes_the_secret_only_as_often_as_verify_every(runner, das, bao, bao_store):
+    """Nothing due: one request per token (the GET that says it exists and when it expires), no probe, no store write,
+    until the secret was last proven longer ago than verify.every; then the probe runs and its time is stored."""
+    opts = dict(id="systems/pay/opa", description="payments OPA", allow_path_patterns=["^/v1/systems/pay/.*"], ttl="24h")
+    created = run_das(runner, das, bao_store, **opts)
+    assert created["action"] == "created" and created["verified_at"], created
+    path = "%s/das/%s/systems/pay/opa" % (bao_store.prefix, das.host)
+    writes = bao_store.writes()
+    das.sim.reset_counts()
+    idle = run_das(runner, das, bao_store, **opts)
+    assert idle["action"] == "none" and not idle["changed"] and idle["verified_at"] == created["verified_at"], idle
+    assert das.sim.count() == 1 and das.sim.count("GET", "/v1/tokens/systems/pay/opa") == 1
+    assert bao_store.writes() == writes
+
+    # Eight days later by the store's record: the default (7d) asks for a probe, which passes; its time is stored.
+    bao_store.rewrite(path, lambda record: dict(record, verified_at="2000-01-01T00:00:00Z"))
+    writes = bao_store.writes()
+    das.sim.reset_counts()
+    probed = run_das(runner, das, bao_store, **opts)
+    assert probed["action"] == "none" and not probed["changed"], probed
+    assert das.sim.count() == 2 and das.sim.count(writes_only=True) == 0
+    assert probed["verified_at"] > "2000-01-01" and bao_store.read(path)["verified_at"] == probed["verified_at"]
+    assert bao_store.writes() != writes
+    # With verify.every: 0 every run probes.
+    das.sim.reset_counts()
+    assert run_das(runner, das, bao_store, verify={"every": "0"}, **opts)["action"] == "none"
+    assert das.sim.count() == 2

@@ -7,6 +7,7 @@ product's simulator down, still rotates the other three and says in its report w
 """
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -236,10 +237,48 @@ def test_a_product_that_is_down_does_not_stop_the_others(fleet):
     app = [r for r in report["rows"] if r["token"] == "app"][0]
     assert "Connection refused" in app["msg"] and app["todo"] == [app["msg"]]
     assert failing(report) == [("das", "app", ("failed",))]
-    assert report["errors"] and report["errors"][0]["stage"] == "read" and report["errors"][0]["product"] == "das"
+    # The audit of the tenant (in the same pass as the rotation) could not list it either.
+    assert report["errors"] and report["errors"][0]["stage"] == "audit" and report["errors"][0]["product"] == "das"
     assert run.rc == 2 and "Styra DAS tenant-a app (failed)" in run.stdout
     # The rotated tokens work; the prometheus file says the run failed.
     assert ss.works(store.entry("secretserver", "pam-1", "automation"))
     assert op.sim.token_works(store.entry("openpayments", "as-1", "invoicing")["secret"])
     prom = (fleet.reports / "tokenops-rotation.prom").read_text()
     assert "\ntokenops_rotation_run_success 0\n" in prom
+
+
+def test_the_job_prints_a_line_per_host_and_reports_every_token(fleet, tmp_path):
+    """At default verbosity the job's output says per host what happened and what needs a person, not every token's
+    result (an AWX job keeps every line); the report files have one row per token, read from the job's spool, which
+    is gone after the job. With -v the output has every token's result too."""
+    das, dpa, ss, op, store = fleet.das, fleet.dpa, fleet.ss, fleet.op, fleet.store
+    ids = ["fleet-token-%02d" % i for i in range(30)]
+    fleet.hosts["das"] = das_host(das, store, [das_token(i, "720h") for i in ids])
+    fleet.hosts["dpa"] = {"dpa_url": dpa.url, "dpa_ca_path": dpa.ca_path, "dpa_store": store.options,
+                          "dpa_tokens": [{"id": "reporting", "refresh_token": dpa.issue("reporting")}]}
+    fleet.hosts["secretserver"] = {"secretserver_url": ss.url, "secretserver_store": store.options,
+                                   "secretserver_tokens": [{"id": "automation", "username": USER}]}
+    fleet.hosts["openpayments"] = {"openpayments_url": op.url, "openpayments_client_wallet_address": op.client,
+                                   "openpayments_key_id": KEY_ID, "openpayments_store": store.options,
+                                   "openpayments_tokens": [{"id": "invoicing", "access": op.incoming}]}
+    spool_parent = tmp_path / "job-tmp"
+    spool_parent.mkdir()
+    env = fleet.runner.env(dict(fleet.env(), TMPDIR=str(spool_parent), TOKENOPS_RESULT_FILE=str(tmp_path / "results.jsonl")))
+
+    def job(*verbosity):
+        cmd = [str(conftest.BIN / "ansible-playbook"), *verbosity, "-i", fleet.inventory(), str(REPO / "playbooks" / "rotate.yml")]
+        proc = subprocess.run(cmd, env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=600, check=False)
+        conftest.OUTPUTS.extend([("stdout", proc.stdout), ("stderr", proc.stderr)])
+        return proc, json.loads((fleet.reports / "tokenops-rotation.json").read_text())
+
+    quiet, report = job()
+    assert quiet.returncode == 0, quiet.stdout[-3000:]
+    assert sorted(r["token"] for r in report["rows"] if r["product"] == "das") == ids
+    assert {r["action"] for r in report["rows"]} == {"created"} and len(report["rows"]) == 33
+    assert "Styra DAS tenant-a: 30 token(s), 30 created" in quiet.stdout
+    assert not [i for i in ids if i in quiet.stdout], "a token's own result at default verbosity"
+    assert not list(spool_parent.glob("tokenops-spool-*")), "the job's spool is left behind"
+
+    verbose, report = job("-v")
+    assert verbose.returncode == 0 and {r["action"] for r in report["rows"]} == {"none"}
+    assert all(i in verbose.stdout for i in ids)
