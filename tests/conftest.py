@@ -13,6 +13,7 @@ by the end. Sanity and lint, which make runs beside pytest, get a HOME of their 
 """
 
 import itertools
+import multiprocessing.util
 import os
 import shutil
 import sys
@@ -142,7 +143,8 @@ def _finish_hermetic_session(config):
     if area is None:
         return
     if getattr(config, "tokenops_exitstatus", None) == 0 and os.environ.get("TOKENOPS_TEST_KEEP_AREA") != "1":
-        shutil.rmtree(area, ignore_errors=True)
+        # At exit, after multiprocessing has removed its own temp folder (exit priority -100) from the area.
+        multiprocessing.util.Finalize(None, shutil.rmtree, args=(str(area),), kwargs={"ignore_errors": True}, exitpriority=-101)
     else:
         sys.stderr.write("The session's files (HOME, temp folders, tmp_path) are kept in %s\n" % area)
 

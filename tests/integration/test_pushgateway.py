@@ -95,13 +95,13 @@ def test_push_reads_back_as_the_textfile_says_and_slices_keep_their_own_group(ru
     assert pushed[("tokenops_rotation_run_success", ())] == 1
     assert pushed[("tokenops_rotation_last_success_timestamp_seconds", ())] == pushed[("tokenops_rotation_run_timestamp_seconds", ())]
 
-    # A slice (its name needs base64 in the URL: a '/') pushes to its own group and leaves the other alone.
+    # A slice pushes to its own group and leaves the other alone (a value that needs base64: test_pushgateway_options).
     run = runner.run([report_task(tmp_path, [source(rotated("third"), endpoint="tenant-b")], pushgateway={"url": server.url},
-                                  slice="team/b 2")])
-    assert run.result["pushgateway"]["pushed"] and "slice@base64/" in run.result["pushgateway"]["path"], run
+                                  slice="team-b.2")])
+    assert run.result["pushgateway"]["pushed"] and run.result["pushgateway"]["path"].endswith("/slice/team-b.2"), run
     scrape = server.metrics()
     assert ours(scrape, job="tokenops_rotation", slice="all") == pushed
-    tokens = {k[1] for k in ours(scrape, job="tokenops_rotation", slice="team/b 2") if k[0] == "tokenops_rotation_token_changed"}
+    tokens = {k[1] for k in ours(scrape, job="tokenops_rotation", slice="team-b.2") if k[0] == "tokenops_rotation_token_changed"}
     assert tokens == {(("action", "rotated"), ("endpoint", "tenant-b"), ("product", "das"), ("token", "third"))}
 
     # The next run of a group replaces it whole: a token it no longer has is gone.
