@@ -67,12 +67,13 @@ class Fleet:
         return {
             "das": {"tenant-a": {
                 "das_url": self.das.url, "das_store": self.store, "das_tokens": [DEPLOYER],
-                # The refresher's first secret comes from the DAS credential (no module reads that variable itself).
-                "das_refresher": {"id": "token-refresher", "initial_secret": "{{ lookup('env', 'STYRA_DAS_REFRESHER_SECRET') }}"},
+                # The refresher's first secret: das_token reads STYRA_DAS_REFRESHER_SECRET (the DAS credential) itself.
+                "das_refresher": {"id": "token-refresher"},
             }},
             "dpa": {"dpa-a": {
                 "dpa_url": self.dpa.url, "dpa_ca_path": self.dpa.ca_path, "dpa_store": self.store,
-                "dpa_tokens": [{"id": "reporting", "refresh_token": "{{ lookup('env', 'DPA_REFRESH_TOKEN') | default(omit, true) }}"}],
+                # The module reads the DPA credential's variable itself: the token is never a module argument.
+                "dpa_tokens": [{"id": "reporting", "refresh_token_env": "DPA_REFRESH_TOKEN"}],
             }},
             # No user and no client identity in the inventory: TSS_USERNAME and OPEN_PAYMENTS_* from the credentials.
             "secretserver": {"pam-a": {"secretserver_url": self.ss.url, "secretserver_store": self.store,
