@@ -78,13 +78,13 @@ def _same_url(one, other):
     return isinstance(one, str) and isinstance(other, str) and one.rstrip("/") == other.rstrip("/")
 
 
-
 def continue_advice(grant_id, finish_uri):
     """What continues a grant requested with finish_uri: only the interact_ref of its finish redirect does (GNAP 4.2)."""
     return ("take interact_ref from the redirect that follows the approval (the resource owner's browser is sent to "
             "%s?hash=...&interact_ref=...) and run again with it: option interact_ref (and interact_hash, the redirect's hash) "
             "of grant %s, or, with the role or rotate.yml, the job variable openpayments_interact_refs: {%s: <interact_ref>}. "
             "A run without it keeps waiting" % (finish_uri, grant_id, grant_id))
+
 
 class OpenPaymentsSteps(Steps):
     product = "openpayments"
