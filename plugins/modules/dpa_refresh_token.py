@@ -435,7 +435,13 @@ class DpaRefreshTokenModule(TokenModule):
         if p["tokens"] is not None:
             items = p["tokens"]
         else:
-            items = [{"id": p["id"], "refresh_token": p["refresh_token"], "refresh_token_env": "DPA_REFRESH_TOKEN"}]
+            items = [{"id": p["id"], "refresh_token": p["refresh_token"]}]
+            if p["refresh_token"] is None and p["state"] != "absent":
+                # Read here, not as an Ansible fallback: with `tokens` the variable belongs to no item but the one naming it.
+                try:
+                    items[0]["refresh_token"] = validators.env_fallback("DPA_REFRESH_TOKEN")
+                except AnsibleFallbackNotFound:
+                    pass
         if not items:
             raise InputError("tokens must list at least one token")
         now = utcnow()
