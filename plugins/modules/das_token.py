@@ -153,7 +153,7 @@ options:
           - The refresher's secret, written to the store the first time only (when the store has
             no entry for it). Later runs use the stored value.
           - Falls back to the environment variable E(STYRA_DAS_REFRESHER_SECRET), which the
-            C(tokenops.rotation: Styra DAS) AWX credential type sets. Read from the environment, the secret never
+            Styra DAS AWX credential type of this collection sets. Read from the environment, the secret never
             becomes a module argument, so it is not in the module payload Ansible writes to its temporary folder.
           - An empty value counts as not given, so the task keeps working after the credential that set the
             variable is gone.

@@ -79,12 +79,10 @@ options:
       - A string that is not a JWT with a C(sub) claim, or whose C(exp) has passed, is refused before
         any request.
       - When not given (and O(tokens) is not used), the environment variable C(DPA_REFRESH_TOKEN) is read, as the
-        C(tokenops.rotation: SolarWinds DPA) AWX credential type sets it. A value read from the environment never
+        SolarWinds DPA AWX credential type of this collection sets it. A value read from the environment never
         becomes a module argument, so it is not in the module payload Ansible writes to its temporary folder.
         An empty variable counts as unset.
     type: str
-    env:
-      - name: DPA_REFRESH_TOKEN
   tokens:
     description:
       - Several refresh tokens in one task, handled with O(concurrency) at a time.
@@ -104,7 +102,7 @@ options:
         description:
           - The name of an environment variable that holds this item's refresh token, read when
             O(tokens[].refresh_token) is not given, for example C(DPA_REFRESH_TOKEN) as the
-            C(tokenops.rotation: SolarWinds DPA) AWX credential type sets it.
+            SolarWinds DPA AWX credential type of this collection sets it.
           - The token is read from the environment by the module, so it never becomes a module argument and is not in
             the module payload Ansible writes to its temporary folder. An unset or empty variable counts as not given.
         type: str

@@ -108,10 +108,8 @@ options:
       - With O(tokens), give it per item.
       - Without O(tokens), falls back to the environment variable E(TSS_OTP) (a code read from the environment is
         no module argument, so it is not in the module payload Ansible writes to its temporary folder). Set it for
-        the one run that logs in, not in a scheduled job's credential: a spent code fails the login.
+        the one run that logs in, not in a scheduled job's credential (a spent code fails the login).
     type: str
-    env:
-      - name: TSS_OTP
   store_path:
     description: Store entry path of the token, instead of C(<prefix>/secretserver/<host>/<id>).
     type: str
