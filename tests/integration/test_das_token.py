@@ -269,21 +269,22 @@ def test_every_update_shows_its_diff(runner, das, file_store):
     opts = dict(id="systems/pay/opa", role_bindings=[{"role_id": "SystemOPA", "resource_kind": "system", "resource_id": "pay"}], **APP)
     assert run_das(runner, das, file_store, **opts)["action"] == "created"
     changes = [
-        (dict(opts, description="payments OPA, EU"), "das.description: 'payments OPA'", "das.description: 'payments OPA, EU'"),
-        (dict(opts, description="payments OPA, EU", allow_path_patterns=["^/v1/systems/pay/bundles/.*"]),
+        ({"description": "payments OPA, EU"}, "das.description: 'payments OPA'", "das.description: 'payments OPA, EU'"),
+        ({"allow_path_patterns": ["^/v1/systems/pay/bundles/.*"]},
          "das.allow_path_patterns: ^/v1/systems/pay/.*", "das.allow_path_patterns: ^/v1/systems/pay/bundles/.*"),
-        (dict(opts, description="payments OPA, EU", allow_path_patterns=["^/v1/systems/pay/bundles/.*"],
-              role_bindings=[{"role_id": "SystemViewer", "resource_kind": "system", "resource_id": "pay"}]),
+        ({"role_bindings": [{"role_id": "SystemViewer", "resource_kind": "system", "resource_id": "pay"}]},
          "das.role_bindings: SystemOPA system pay", "das.role_bindings: SystemViewer system pay"),
     ]
-    for changed_opts, before_line, after_line in changes:
+    current = dict(opts)
+    for change, before_line, after_line in changes:
+        current.update(change)
         for check in (True, False):
-            result = run_das(runner, das, file_store, check=check, diff=True, **changed_opts)
+            result = run_das(runner, das, file_store, check=check, diff=True, **current)
             assert result["action"] == "updated" and result["changed"] is True, result
             before, after = diff_of(result)
             assert before_line in before.splitlines() and after_line in after.splitlines(), (check, result.get("diff"))
     assert das.sim.token("systems/pay/opa")["description"] == "payments OPA, EU"
-    assert_idempotent(runner, das, file_store, **changes[-1][0])
+    assert_idempotent(runner, das, file_store, **current)
 
 
 def test_many_tokens_in_one_task(runner, das, store):

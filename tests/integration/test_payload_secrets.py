@@ -118,7 +118,7 @@ def test_a_killed_job_leaves_no_secret_in_a_module_payload(tmp_path, das, dpa, s
         for pid in processes_under(tmp_path):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        output, _ = proc.communicate(timeout=60)
+        output = proc.communicate(timeout=60)[0]
         conftest.OUTPUTS.append(("killed job output", output))
         conftest.wait_for(lambda: not [pid for pid in processes_under(tmp_path) if conftest.process_alive(pid)], "the modules to die")
     finally:
