@@ -66,7 +66,11 @@ options:
             collection's AWX credential type sets), then E(ANSIBLE_VAULT_PASSWORD_FILE).
         type: path
       vault_password:
-        description: The password of the C(file) backend.
+        description:
+          - The password of the C(file) backend.
+          - Falls back to the environment variable E(TOKENOPS_VAULT_PASSWORD); when set, it is used before any
+            O(store.vault_password_file). Read from the environment, it never becomes a module argument, so it
+            is not in the module payload Ansible writes to its temporary folder.
         type: str
       url:
         description:

@@ -56,6 +56,7 @@ class DasSteps(Steps):
         self.admin = self.params["api_token"]
         self.regen_bearer = self.admin      # replaced by the refresher's secret when one is used
         self.refresher_id = None
+        self._bindings_seen = {}            # token id -> its bindings as the last binding plan read them
 
     # ------------------------------------------------------------ state present / rotated
 
@@ -129,7 +130,30 @@ class DasSteps(Steps):
                 self.apply_bindings(live_id, bind_plan)
             return out
 
-        return Plan(action, reason=msg, intent=first, usable=usable, data=data, predicted=predicted, run=run)
+        return Plan(action, reason=msg, intent=first, usable=usable, data=data, predicted=predicted, run=run,
+                    changes=self._changes(remote if update else None, spec, bind_plan, live_id))
+
+    def _changes(self, remote, spec, bind_plan, live_id):
+        """(before, after) of what the run changes in DAS besides the store: drifted fields, role bindings."""
+        before, after = {}, {}
+        if remote is not None:
+            if (remote.get("description") or "") != (spec["description"] or ""):
+                before["description"], after["description"] = repr(remote.get("description") or ""), repr(spec["description"] or "")
+            have, want = sorted(remote.get("allow_path_patterns") or []), sorted(spec["allow_path_patterns"] or [])
+            if have != want:
+                before["allow_path_patterns"], after["allow_path_patterns"] = ", ".join(have) or "(none)", ", ".join(want) or "(none)"
+        to_add, to_remove = bind_plan
+        if to_add or to_remove:
+            removed = {binding_key(b) for b in to_remove}
+            have = sorted(set(self._bound(live_id)) | removed, key=str)
+            want = sorted((set(have) - removed) | set(to_add), key=str)
+            before["role_bindings"] = "; ".join(" ".join(map(str, key)) for key in have) or "(none)"
+            after["role_bindings"] = "; ".join(" ".join(map(str, key)) for key in want) or "(none)"
+        return (before, after) if before or after else None
+
+    def _bound(self, token_id):
+        """The (role, kind, resource) keys bound to a token, as the binding plan read them."""
+        return [binding_key(b) for b in self._bindings_seen.get(token_id, [])]
 
     def _next_step(self, spec, live_id, reason, mint, overlap, update, bind_plan):
         """The intent step that follows the revocation of the previous id in the same run, with its data."""
@@ -402,6 +426,7 @@ class DasSteps(Steps):
         if spec.get("role_bindings") is None or not self.admin:
             return [], []
         current = self.das.bindings_of(token_id, self.admin)
+        self._bindings_seen[token_id] = current
         have = {binding_key(b): b for b in current}
         want = {(b["role_id"], b["resource_kind"], b["resource_id"]) for b in spec["role_bindings"]}
         to_add = sorted(k for k in want if k not in have)

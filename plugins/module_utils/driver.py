@@ -56,10 +56,12 @@ class Plan:
                not yet minted are placeholders); UNCHANGED when nothing changes
     run        run(token) -> dict of result fields; may override "action", "msg" and "changed"
     fields     result fields in both modes
+    changes    (before, after): what the run changes in the product besides the stored record (a token's
+               fields, its role bindings), as {name: value} without secrets, for the diff
     """
 
     def __init__(self, action, reason=None, intent=None, usable=True, data=None, predicted=UNCHANGED, run=None,
-                 fields=None, changed=None):
+                 fields=None, changed=None, changes=None):
         self.action = action
         self.reason = reason
         self.intent = intent
@@ -69,6 +71,7 @@ class Plan:
         self.run = run
         self.fields = fields or {}
         self.changed = changed
+        self.changes = changes
 
 
 class Token:
@@ -368,8 +371,12 @@ class Driver:
 
     # -- results
 
-    def diff(self, result, before, after, header):
+    def diff(self, result, before, after, header, changes=None):
         before_text, after_text = self.diff_text(before), self.diff_text(after)
+        if changes:
+            # What changes in the product itself: an update leaves the stored record as it was.
+            before_text += self.changes_text(changes[0])
+            after_text += self.changes_text(changes[1])
         if before_text != after_text:
             result["_diff"] = dict(before=before_text, after=after_text, before_header=header, after_header=header)
         return result
@@ -381,6 +388,9 @@ class Driver:
         lines = ["%s: %s" % (key, record[key]) for key in self.steps.diff_keys if record.get(key) is not None]
         return text + "".join(line + "\n" for line in lines)
 
+    def changes_text(self, state):
+        return "".join("%s.%s: %s\n" % (self.steps.product, key, state[key]) for key in sorted(state or {}))
+
     def _predicted(self, token, plan):
         after = token.flow.before if plan.predicted is UNCHANGED else plan.predicted
         result = result_for(token.id, plan.action, token.flow, record=after, changed=plan.changed, msg=plan.reason,
@@ -390,7 +400,7 @@ class Driver:
         if token.recovering:
             result["recovered_step"] = (token.flow.before.get("pending") or {}).get("step")
         result = self.steps.decorate(token, result, after)
-        return self.diff(result, token.flow.before, after, token.flow.path)
+        return self.diff(result, token.flow.before, after, token.flow.path, plan.changes)
 
     def _result(self, token, plan, outcome):
         flow = token.flow
@@ -407,7 +417,7 @@ class Driver:
         if record is None:
             result["store_version"] = 0
         result = self.steps.decorate(token, result, record)
-        return self.diff(result, flow.before, record, flow.path)
+        return self.diff(result, flow.before, record, flow.path, plan.changes)
 
     def _backed_off(self, token, exc):
         pending = exc.pending or (token.pending if token else None) or {}

@@ -78,6 +78,14 @@ def _same_url(one, other):
     return isinstance(one, str) and isinstance(other, str) and one.rstrip("/") == other.rstrip("/")
 
 
+def continue_advice(grant_id, finish_uri):
+    """What continues a grant requested with finish_uri: only the interact_ref of its finish redirect does (GNAP 4.2)."""
+    return ("take interact_ref from the redirect that follows the approval (the resource owner's browser is sent to "
+            "%s?hash=...&interact_ref=...) and run again with it: option interact_ref (and interact_hash, the redirect's hash) "
+            "of grant %s, or, with the role or rotate.yml, the job variable openpayments_interact_refs: {%s: <interact_ref>}. "
+            "A run without it keeps waiting" % (finish_uri, grant_id, grant_id))
+
+
 class OpenPaymentsSteps(Steps):
     product = "openpayments"
     product_name = PRODUCT
@@ -302,8 +310,8 @@ class OpenPaymentsSteps(Steps):
                 out.update(self._poll(token, changed=True))
                 return out
             out.update(action="needs_interaction", changed=True,
-                       msg="the grant needs the resource owner's consent: open the redirect URL, then run again%s"
-                       % (" with interact_ref from the finish redirect" if spec["finish_uri"] else ""))
+                       msg="the grant needs the resource owner's consent: open the redirect URL, then %s"
+                       % (continue_advice(spec["id"], spec["finish_uri"]) if spec["finish_uri"] else "run again"))
             return out
         out["verified"] = self.verify(spec, flow.record["secret"])
         out["action"] = action
@@ -366,8 +374,7 @@ class OpenPaymentsSteps(Steps):
                         run=lambda t: self._continue(t, interact_ref), changed=True)
         if grant.get("finish_uri"):
             return Plan("needs_interaction", changed=False,
-                        reason="waiting for the resource owner: open the redirect URL; the AS then redirects to %s, and "
-                        "interact_ref from that redirect continues the grant (run again with interact_ref)" % grant["finish_uri"])
+                        reason="waiting for the resource owner: open the redirect URL, then %s" % continue_advice(spec["id"], grant["finish_uri"]))
         # Polling may issue the token (a change): it runs under the intent. Whether it does is not known beforehand.
         return Plan("needs_interaction", changed=False, intent="continuing", usable=True,
                     reason="a real run polls the authorization server; whether the grant is approved is not known here",
@@ -752,6 +759,8 @@ class OpenPaymentsSteps(Steps):
             # The fleet report measures how long a grant has waited for consent.
             result.setdefault("redirect", grant.get("redirect"))
             result.setdefault("grant_requested_at", grant.get("requested_at"))
+            if grant.get("finish_uri"):
+                result.setdefault("finish_uri", grant["finish_uri"])   # where the interact_ref that continues it arrives
         if record.get("access") is not None:
             result.setdefault("access", record["access"])
         return result

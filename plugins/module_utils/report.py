@@ -47,7 +47,7 @@ DPA_PAGE = "Options > Users & Contacts > Refresh Token Management"
 # The result fields a row copies (with these names); nothing else of a result reaches a report.
 _STRINGS = ("token_id", "fingerprint", "expires_at", "rotated_at", "issued_at", "store_path", "holder", "lease_expires_at",
             "redirect", "grant_requested_at", "expiry_status", "manual_step", "method", "backed_off_at", "holder_state",
-            "holder_checked_at", "verified_at")
+            "holder_checked_at", "verified_at", "finish_uri")
 
 
 def _text(value, limit=2000):
@@ -268,6 +268,11 @@ def _consent(row, now, limit, earlier):
         row["grant_requested_at"] = iso(requested)
     where = row.get("redirect") or "the redirect URL of the grant (see the task output)"
     todo = "Have the resource owner approve the grant at %s, then run the job again" % where
+    if row.get("finish_uri"):
+        # Such a grant is continued only with the interact_ref of its finish redirect: a plain run keeps waiting.
+        todo = ("Have the resource owner approve the grant at %s. The authorization server then sends their browser to "
+                "%s?hash=...&interact_ref=...: run the job again with that interact_ref as the extra variable "
+                "openpayments_interact_refs: {%s: <interact_ref>}" % (where, row["finish_uri"], row["token"]))
     waited = (now - requested).total_seconds() if requested is not None else 0.0
     row["consent_waiting_seconds"] = int(waited)
     if limit is not None and waited > limit:

@@ -133,7 +133,7 @@ STORE_OPTIONS = dict(
     create_folder=dict(type='bool', default=False),
     # TOKENOPS_VAULT_PASSWORD_FILE first: AWX credential types may not inject ANSIBLE_* variables.
     vault_password_file=dict(type='path', fallback=(validators.env_fallback, ['TOKENOPS_VAULT_PASSWORD_FILE', 'ANSIBLE_VAULT_PASSWORD_FILE'])),
-    vault_password=dict(type='str', no_log=True),
+    vault_password=dict(type='str', no_log=True, fallback=(validators.env_fallback, ['TOKENOPS_VAULT_PASSWORD'])),
     url=dict(type='str', fallback=(validators.env_fallback, ['VAULT_ADDR'])),
     auth_method=dict(type='str', default='token', choices=['token', 'approle'], fallback=(validators.env_fallback, ['VAULT_AUTH_METHOD'])),
     token=dict(type='str', no_log=True, fallback=(validators.env_fallback, ['VAULT_TOKEN'])),

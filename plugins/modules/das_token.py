@@ -152,8 +152,11 @@ options:
         description:
           - The refresher's secret, written to the store the first time only (when the store has
             no entry for it). Later runs use the stored value.
-          - An empty value counts as not given, so C({{ lookup('env', 'STYRA_DAS_REFRESHER_SECRET') }})
-            keeps working after the credential that set the variable is gone.
+          - Falls back to the environment variable E(STYRA_DAS_REFRESHER_SECRET), which the
+            Styra DAS AWX credential type of this collection sets. Read from the environment, the secret never
+            becomes a module argument, so it is not in the module payload Ansible writes to its temporary folder.
+          - An empty value counts as not given, so the task keeps working after the credential that set the
+            variable is gone.
         type: str
       self_rotate:
         description:
@@ -258,7 +261,7 @@ EXAMPLES = r"""
 - name: An application token for a system's OPA, bound to SystemOPA, secret stored in OpenBao
   tokenops.rotation.das_token:
     url: https://example.styra.com
-    api_token: "{{ lookup('ansible.builtin.env', 'STYRA_DAS_TOKEN') }}"
+    # api_token from STYRA_DAS_TOKEN: read by the module, it is no module argument (not in the payload on disk)
     id: systems/0f1e2d3c/opa-version
     description: OPA of the payments system
     allow_path_patterns: ["^/v1/systems/0f1e2d3c/.*"]
@@ -479,7 +482,7 @@ ARGUMENT_SPEC = dict(
     refresher=dict(type="dict", options=dict(
         id=dict(type="str", required=True),
         store_path=dict(type="str"),
-        initial_secret=dict(type="str", no_log=True),
+        initial_secret=dict(type="str", no_log=True, fallback=(validators.env_fallback, ["STYRA_DAS_REFRESHER_SECRET"])),
         self_rotate=dict(type="bool", default=False),
         expires_at=dict(type="str"),
         ttl=dict(type="str"),

@@ -78,6 +78,10 @@ options:
         runs use the stored token.
       - A string that is not a JWT with a C(sub) claim, or whose C(exp) has passed, is refused before
         any request.
+      - When not given (and O(tokens) is not used), the environment variable C(DPA_REFRESH_TOKEN) is read, as the
+        SolarWinds DPA AWX credential type of this collection sets it. A value read from the environment never
+        becomes a module argument, so it is not in the module payload Ansible writes to its temporary folder.
+        An empty variable counts as unset.
     type: str
   tokens:
     description:
@@ -92,7 +96,15 @@ options:
         type: str
         required: true
       refresh_token:
-        description: As O(refresh_token).
+        description: As O(refresh_token), for this item only (C(DPA_REFRESH_TOKEN) is not read for items).
+        type: str
+      refresh_token_env:
+        description:
+          - The name of an environment variable that holds this item's refresh token, read when
+            O(tokens[].refresh_token) is not given, for example C(DPA_REFRESH_TOKEN) as the
+            SolarWinds DPA AWX credential type of this collection sets it.
+          - The token is read from the environment by the module, so it never becomes a module argument and is not in
+            the module payload Ansible writes to its temporary folder. An unset or empty variable counts as not given.
         type: str
       store_path:
         description: As O(store_path).
@@ -155,6 +167,14 @@ EXAMPLES = r"""
     id: reporting
     refresh_token: "{{ new_refresh_token }}"
     state: rotated
+
+- name: The first run in AWX, the refresh token from the SolarWinds DPA credential (DPA_REFRESH_TOKEN), not an argument
+  tokenops.rotation.dpa_refresh_token:
+    url: https://dpa.example.com:8124
+    tokens:
+      - id: reporting
+        refresh_token_env: DPA_REFRESH_TOKEN
+      - id: capacity-planning
 
 - name: A nightly check of every refresh token of this DPA server
   tokenops.rotation.dpa_refresh_token:
@@ -353,6 +373,10 @@ msg:
   type: str
 """
 
+import re
+
+from ansible.module_utils.errors import AnsibleFallbackNotFound
+
 from ansible_collections.tokenops.rotation.plugins.module_utils.dpa import (
     URL_HINT,
     DpaClient,
@@ -381,6 +405,7 @@ ARGUMENT_SPEC = dict(
     tokens=dict(type="list", elements="dict", no_log=False, options=dict(  # ids and settings; refresh_token below is no_log
         id=dict(type="str", required=True),
         refresh_token=dict(type="str", no_log=True),
+        refresh_token_env=dict(type="str", no_log=False),   # the name of a variable, not its value
         store_path=dict(type="str"),
         warn_before=dict(type="str"),
         fail_before=dict(type="str"),
@@ -423,7 +448,16 @@ class DpaRefreshTokenModule(TokenModule):
             raise InputError("return_access_token: true puts an access token in the task result; set no_log: true on the task, "
                              "or use the tokenops.rotation.dpa_access_token lookup")
         self.renew_before = validators.duration(p["access_token_renew_before"], "access_token_renew_before")
-        items = p["tokens"] if p["tokens"] is not None else [{"id": p["id"], "refresh_token": p["refresh_token"]}]
+        if p["tokens"] is not None:
+            items = p["tokens"]
+        else:
+            items = [{"id": p["id"], "refresh_token": p["refresh_token"]}]
+            if p["refresh_token"] is None and p["state"] != "absent":
+                # Read here, not as an Ansible fallback: with `tokens` the variable belongs to no item but the one naming it.
+                try:
+                    items[0]["refresh_token"] = validators.env_fallback("DPA_REFRESH_TOKEN")
+                except AnsibleFallbackNotFound:
+                    pass
         if not items:
             raise InputError("tokens must list at least one token")
         now = utcnow()
@@ -439,13 +473,30 @@ class DpaRefreshTokenModule(TokenModule):
                 self.store_path(spec["id"], spec["store_path"])
             except (ValueError, StoreConfigError) as exc:
                 raise InputError(str(exc))
-            spec["refresh_token"], spec["claims"] = self._given_token(item.get("refresh_token"), where, now)
+            given = item.get("refresh_token")
+            if given is None and item.get("refresh_token_env"):
+                given = self._from_env(item["refresh_token_env"], where)
+            spec["refresh_token"], spec["claims"] = self._given_token(given, where, now)
             if p["state"] == "rotated" and not spec["refresh_token"]:
                 raise InputError("%s: state rotated adopts the refresh_token given, and none was given" % where)
             if spec["id"] in [s["id"] for s in specs]:
                 raise InputError("token %s is listed twice" % spec["id"])
             specs.append(spec)
         self._specs = specs
+
+    @staticmethod
+    def _from_env(name, where):
+        """The refresh token in environment variable `name`, or None when it is unset or empty.
+
+        Read here, by the module, so that a token a credential injects never travels as a module argument (Ansible
+        writes those into the module payload on disk, which a killed job leaves behind).
+        """
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            raise InputError("%s: refresh_token_env must be the name of an environment variable, got %s" % (where, validators.shown(name)))
+        try:
+            return validators.env_fallback(name)
+        except AnsibleFallbackNotFound:
+            return None
 
     def _given_token(self, token, where, now):
         if token is None or self.params["state"] == "absent":

@@ -289,6 +289,13 @@ redirect:
     - In check mode, for a grant not requested yet, null.
   returned: when RV(action=needs_interaction), and while the grant waits for consent
   type: str
+finish_uri:
+  description:
+    - The O(finish_uri) of a grant that waits for consent. After the approval the authorization server sends the
+      resource owner's browser there, with C(interact_ref) and C(hash) in the query; only a run given that
+      O(interact_ref) continues the grant.
+  returned: while a grant requested with O(finish_uri) waits for consent
+  type: str
 grant_requested_at:
   description:
     - When the grant that waits for the resource owner's consent was requested (UTC, ISO 8601), so a

@@ -106,6 +106,9 @@ options:
         all when it was already used (its fingerprint is kept). When a user with two-factor authentication
         must log in and no fresh code is given, the result is C(needs_interaction).
       - With O(tokens), give it per item.
+      - Without O(tokens), falls back to the environment variable E(TSS_OTP) (a code read from the environment is
+        no module argument, so it is not in the module payload Ansible writes to its temporary folder). Set it for
+        the one run that logs in, not in a scheduled job's credential (a spent code fails the login).
     type: str
   store_path:
     description: Store entry path of the token, instead of C(<prefix>/secretserver/<host>/<id>).
@@ -166,7 +169,7 @@ EXAMPLES = r"""
   tokenops.rotation.secretserver_token:
     url: https://pam.example.com/SecretServer
     username: svc-automation
-    password: "{{ lookup('ansible.builtin.env', 'TSS_PASSWORD') }}"
+    # password from TSS_PASSWORD: read by the module, it is no module argument (not in the payload on disk)
     rotate_before: 10m
     store:
       backend: vault
@@ -333,6 +336,8 @@ msg:
 """
 
 
+from ansible.module_utils.errors import AnsibleFallbackNotFound
+
 from ansible_collections.tokenops.rotation.plugins.module_utils.module import (
     InputError,
     TokenModule,
@@ -400,6 +405,12 @@ class SecretServerTokenModule(TokenModule):
             raise InputError("vault_name must not be empty")
         if not p["platform"] and p["vault_name"]:
             raise InputError("vault_name only applies with platform: true")
+        if p["tokens"] is None and p["otp"] is None:
+            # A code belongs to one user's login: TSS_OTP only without tokens (read here, never a module argument).
+            try:
+                p["otp"] = validators.env_fallback("TSS_OTP")
+            except AnsibleFallbackNotFound:
+                pass
         items = p["tokens"] if p["tokens"] is not None else [{}]
         if not items:
             raise InputError("tokens must list at least one token")

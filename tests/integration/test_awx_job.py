@@ -67,12 +67,13 @@ class Fleet:
         return {
             "das": {"tenant-a": {
                 "das_url": self.das.url, "das_store": self.store, "das_tokens": [DEPLOYER],
-                # The refresher's first secret comes from the DAS credential (no module reads that variable itself).
-                "das_refresher": {"id": "token-refresher", "initial_secret": "{{ lookup('env', 'STYRA_DAS_REFRESHER_SECRET') }}"},
+                # The refresher's first secret: das_token reads STYRA_DAS_REFRESHER_SECRET (the DAS credential) itself.
+                "das_refresher": {"id": "token-refresher"},
             }},
             "dpa": {"dpa-a": {
                 "dpa_url": self.dpa.url, "dpa_ca_path": self.dpa.ca_path, "dpa_store": self.store,
-                "dpa_tokens": [{"id": "reporting", "refresh_token": "{{ lookup('env', 'DPA_REFRESH_TOKEN') | default(omit, true) }}"}],
+                # The module reads the DPA credential's variable itself: the token is never a module argument.
+                "dpa_tokens": [{"id": "reporting", "refresh_token_env": "DPA_REFRESH_TOKEN"}],
             }},
             # No user and no client identity in the inventory: TSS_USERNAME and OPEN_PAYMENTS_* from the credentials.
             "secretserver": {"pam-a": {"secretserver_url": self.ss.url, "secretserver_store": self.store,
@@ -175,3 +176,29 @@ def test_the_leak_check_sees_a_secret_a_job_prints(tmp_path):
     result = job.run(verbosity=0)
     assert result.status == "successful"
     assert {where for where, _prefix in leaks_in(result, {password})} >= {"awx job event", "awx job stdout"}
+
+
+@pytest.mark.parametrize("fleet", ["file"], indirect=True)
+def test_awx_marks_the_hosts_that_own_what_needs_a_person(fleet, tmp_path):
+    """The job's final failure lands on the endpoints whose tokens need a person, in AWX's host events and summary.
+
+    The DAS tenant and the DPA server come first in the inventory and are fine; Secret Server's user is refused and an
+    Open Payments grant has a bad access type: those two hosts, and only they, fail, each naming its own item.
+    """
+    fleet.credentials["secretserver"] = dict(fleet.credentials["secretserver"], password="wrong-%s" % secrets.token_hex(8))
+    fleet.canaries.add(fleet.credentials["secretserver"]["password"])
+    job = fleet.job(tmp_path / "job")
+    groups = fleet.groups()
+    groups["openpayments"]["as-1"]["openpayments_tokens"] = [{"id": "invoicing", "access": fleet.op.incoming},
+                                                             {"id": "payouts", "access": [{"type": "nope"}]}]
+    job.inventory(groups)
+    result = job.run()
+    assert result.status == "failed" and result.rc != 0, result
+    final = [e["event_data"] for e in result.events if e.get("event") == "runner_on_failed"
+             and e["event_data"].get("task", "").startswith("Fail |")]
+    assert {data["host"] for data in final} == {"pam-a", "as-1"}, [(d["host"], d["task"]) for d in final]
+    messages = {data["host"]: data["res"]["msg"] for data in final}
+    assert "automation" in messages["pam-a"] and "Delinea Secret Server pam-a" in messages["pam-a"], messages
+    assert "payouts" in messages["as-1"] and "pam-a" not in messages["as-1"] and "automation" not in messages["as-1"], messages
+    assert set(result.stats.get("failures", {})) == {"pam-a", "as-1"}, result.stats
+    assert_no_secret_in(result, fleet.canaries | fleet.das.sim.issued | fleet.dpa.sim.issued | fleet.ss.sim.issued | fleet.op.sim.issued)

@@ -258,6 +258,35 @@ def test_diff_shows_fingerprints_never_secrets(runner, das, file_store):
     assert record["secret"] not in run.stdout
 
 
+def diff_of(result):
+    diffs = result.get("diff") or []
+    diffs = diffs if isinstance(diffs, list) else [diffs]
+    return "".join(d.get("before", "") for d in diffs), "".join(d.get("after", "") for d in diffs)
+
+
+def test_every_update_shows_its_diff(runner, das, file_store):
+    """A description, a path pattern or a role binding changed in DAS: changed, and --diff says what, in both modes."""
+    opts = dict(id="systems/pay/opa", role_bindings=[{"role_id": "SystemOPA", "resource_kind": "system", "resource_id": "pay"}], **APP)
+    assert run_das(runner, das, file_store, **opts)["action"] == "created"
+    changes = [
+        ({"description": "payments OPA, EU"}, "das.description: 'payments OPA'", "das.description: 'payments OPA, EU'"),
+        ({"allow_path_patterns": ["^/v1/systems/pay/bundles/.*"]},
+         "das.allow_path_patterns: ^/v1/systems/pay/.*", "das.allow_path_patterns: ^/v1/systems/pay/bundles/.*"),
+        ({"role_bindings": [{"role_id": "SystemViewer", "resource_kind": "system", "resource_id": "pay"}]},
+         "das.role_bindings: SystemOPA system pay", "das.role_bindings: SystemViewer system pay"),
+    ]
+    current = dict(opts)
+    for change, before_line, after_line in changes:
+        current.update(change)
+        for check in (True, False):
+            result = run_das(runner, das, file_store, check=check, diff=True, **current)
+            assert result["action"] == "updated" and result["changed"] is True, result
+            before, after = diff_of(result)
+            assert before_line in before.splitlines() and after_line in after.splitlines(), (check, result.get("diff"))
+    assert das.sim.token("systems/pay/opa")["description"] == "payments OPA, EU"
+    assert_idempotent(runner, das, file_store, **current)
+
+
 def test_many_tokens_in_one_task(runner, das, store):
     tokens = [{"id": "systems/s%d/opa" % i, "allow_path_patterns": ["^/v1/systems/s%d/.*" % i]} for i in range(6)] + ["plain-id"]
     result = run_das(runner, das, store, tokens=tokens, ttl="24h", concurrency=3, allow_path_patterns=["^/v1/x$"])

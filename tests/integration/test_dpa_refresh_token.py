@@ -251,3 +251,20 @@ def test_info_reports_expiry_and_whether_tokens_work(runner, dpa, file_store):
     # One probe per cached access token; the dead one's exchange is refused. Nothing else, and nothing written.
     assert dpa.sim.count("GET") == 3 and dpa.posts() == 1 and dpa.sim.count() == 4
     assert file_store.writes() == writes and run.results[0]["changed"] is False
+
+
+def test_the_refresh_token_comes_from_the_environment_not_an_argument(runner, dpa, file_store):
+    """DPA_REFRESH_TOKEN for a single token; refresh_token_env names the variable of an item of tokens."""
+    single, listed, other = dpa.issue("reporting"), dpa.issue("capacity"), dpa.issue("elsewhere")
+    run = runner.run([dpa_task(dpa, file_store, id="reporting")], env=dict(file_store.env, DPA_REFRESH_TOKEN=single))
+    assert run.result["action"] == "created", run.result
+    assert record_of(file_store, dpa)["secret"] == single
+    # Items read only the variable they name: DPA_REFRESH_TOKEN does not go to every item.
+    tokens = [{"id": "capacity", "refresh_token_env": "CAPACITY_REFRESH_TOKEN"}, {"id": "reporting"}]
+    run = runner.run([dpa_task(dpa, file_store, tokens=tokens)],
+                     env=dict(file_store.env, CAPACITY_REFRESH_TOKEN=listed, DPA_REFRESH_TOKEN=other))
+    assert {r["id"]: r["action"] for r in run.result["results"]} == {"capacity": "created", "reporting": "none"}, run.result
+    assert record_of(file_store, dpa, "capacity")["secret"] == listed and record_of(file_store, dpa)["secret"] == single
+    assert not run.result.get("warnings"), run.result    # no stale token offered to reporting
+    bad = runner.run([dpa_task(dpa, file_store, tokens=[{"id": "x", "refresh_token_env": "NOT A NAME"}])], env=dict(file_store.env))
+    assert bad.result["failed"] and "refresh_token_env must be the name of an environment variable" in bad.result["msg"]

@@ -47,8 +47,8 @@ def session_expiry(ss, token):
 
 
 @pytest.mark.parametrize("switches", [{}, {"refresh_revokes_previous_access": True}, {"auth_fail_status": 401},
-                                      {"mislabelled_form_body": "form"}],
-                         ids=["defaults", "refresh-revokes-previous", "auth-fail-401", "mislabelled-form-accepted"])
+                                      {"mislabelled_form_body": "refuse"}],
+                         ids=["defaults", "refresh-revokes-previous", "auth-fail-401", "mislabelled-form-refused"])
 def test_consumers_read_secrets_with_the_stored_token(runner, ss_factory, bao, bao_store, switches):
     ss = ss_factory(**switches)
     secret_id = ss.sim.add_secret("db", folder=ss.sim.add_folder("Apps"), username="app", password="db-pw")

@@ -144,6 +144,16 @@ def test_otp_user_logs_in_once_then_refreshes(runner, ss, file_store):
     assert fresh["action"] == "rotated" and fresh["method"] == "password", fresh
 
 
+def test_the_one_time_code_comes_from_the_environment(runner, ss, file_store):
+    """TSS_OTP, like TSS_PASSWORD, is read by the module: a code given that way is never a module argument."""
+    env = dict(ss_env(ss, file_store), TSS_PASSWORD=ss.add_user("bob", otp=True))
+    refused = runner.run([ss_task(ss, file_store, username="bob")], env=env)
+    assert refused.result["failed"] and "otp" in refused.result["msg"], refused.result
+    run = runner.run([ss_task(ss, file_store, username="bob")], env=dict(env, TSS_OTP=ss.sim.new_otp("bob")))
+    assert run.result["action"] == "created", run.result
+    assert ss.sim.count_grants("password", user="bob") == 1
+
+
 def test_platform_token_and_info(runner, ss, file_store):
     info = {"name": "info", "tokenops.rotation.secretserver_token_info": {"url": ss.url, "store": file_store.options}, "register": "i"}
     results = run_tasks(runner, ss, file_store, [ss_task(ss, file_store), platform_task(ss, file_store), platform_task(ss, file_store), info])

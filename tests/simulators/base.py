@@ -413,7 +413,9 @@ class SimServer:
     # ---- routes and hooks -------------------------------------------------------------------
 
     def route(self, method: str, pattern: str, handler: Handler) -> None:
-        self._routes.append((method.upper(), re.compile(pattern), handler))
+        # DOTALL: a path parameter captures what the client sent, a percent-encoded newline included, as a router
+        # that hands the rest of the path to the handler does; `.` without it would make such a path "no route".
+        self._routes.append((method.upper(), re.compile(pattern, re.DOTALL), handler))
 
     def error_body(self, status: int, message: str) -> Any:
         """The product's error body; subclasses return their documented shape."""

@@ -169,8 +169,11 @@ class DasSimulator(SimServer):
         self.route("POST", r"^/v2/authz/rolebindings/?$", self._post_binding)
         for method, handler in (("POST", self._set_subjects), ("PUT", self._merge_subjects), ("DELETE", self._remove_subjects)):
             self.route(method, r"^/v2/authz/rolebindings/(?P<id>.+)/subjects$", handler)
-        self.route("GET", r"^/v2/authz/rolebindings/(?P<id>.+)$", self._get_binding)
-        self.route("DELETE", r"^/v2/authz/rolebindings/(?P<id>.+)$", self._delete_binding)
+        # A binding's own routes stop short of its /subjects resource, which has no GET: the id may hold slashes
+        # (pattern .*), but ".../x/subjects" is the subjects of x, as the spec's two paths say.
+        binding = r"^/v2/authz/rolebindings/(?P<id>(?!.*/subjects$).+)$"
+        self.route("GET", binding, self._get_binding)
+        self.route("DELETE", binding, self._delete_binding)
 
     # ---- bodies -----------------------------------------------------------------------------
 

@@ -29,9 +29,11 @@ Every behaviour the documentation leaves open (1.10 and the [INF]/[UNK] notes) i
     password_change_kills_sessions    whether changing a user's password ends its tokens (not documented)
     platform_extra_fields             whether the platform's token response carries refresh_token, id_token,
                                       session_expires_in as the Go SDK models them (1.3)
-    mislabelled_form_body             "refuse" | "form": what /oauth2/token does with a form-encoded body sent with
+    mislabelled_form_body             "form" | "refuse": what /oauth2/token does with a form-encoded body sent with
                                       Content-Type: application/json, as the vendor's PowerShell sample on the
-                                      refresh-token page does (1.2: unknown)
+                                      refresh-token page does (1.2). "form" (the default) reads it as the form it
+                                      is: the vendor publishes that sample for real servers. "refuse" is the
+                                      strict reading of the label
 
 A minimal secrets API sits behind the same token checks, so the people who use a token can be simulated too
 (python-tss-sdk, community.general.tss): secrets by id and by path (`secretPath`), one field's value, search
@@ -101,7 +103,7 @@ SWITCH_DEFAULTS = {
     "healthcheck_keys": "both",
     "password_change_kills_sessions": False,
     "platform_extra_fields": False,
-    "mislabelled_form_body": "refuse",
+    "mislabelled_form_body": "form",
 }
 _SWITCH_CHOICES = {
     "auth_fail_status": (401, 403),
@@ -110,7 +112,7 @@ _SWITCH_CHOICES = {
     "token_type": ("bearer", "Bearer"),
     "version_shape": ("both", "flat", "model"),
     "healthcheck_keys": ("both", "lower", "upper"),
-    "mislabelled_form_body": ("refuse", "form"),
+    "mislabelled_form_body": ("form", "refuse"),
 }
 
 

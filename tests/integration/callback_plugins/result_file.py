@@ -36,6 +36,7 @@ class CallbackModule(CallbackBase):
             return
         record = dict(result._result)
         record["_task"] = result._task.get_name()
+        record["_host"] = result._host.get_name()
         record["_status"] = status
         record["failed"] = status == "failed"   # ansible-core 2.19 keeps it out of _result
         with open(path, "a") as handle:

@@ -1,6 +1,6 @@
 """The shared simulator harness (tests/simulators/base.py), as every product's clients meet it.
 
-Routes match the whole decoded path (a trailing newline is no match), and any method the harness does not
+Routes match the whole decoded path (a trailing newline is part of it, never dropped), and any method the harness does not
 route, or a request http.server itself refuses, gets the product's own JSON error body, never an HTML page.
 """
 
@@ -42,14 +42,42 @@ def raw_request(sim, request: bytes) -> tuple[int, dict, bytes]:
 
 
 def test_a_percent_encoded_newline_does_not_reach_the_token_without_it(das, http):
+    """`abc%0A` is the token `abc\n` (the whole rest of the path is the id, das.md 1.2), never `abc`."""
     sim, admin = das
     body = {"description": "app", "allow_path_patterns": [], "regenerate": False, "ttl": "24h"}
     assert http.put(sim.base_url + "/v1/tokens/abc", json=body, headers={"Authorization": "Bearer " + admin}, timeout=5).status_code == 200
     secret = sim.token("abc")["secret"]
     response = http.put(sim.base_url + "/v1/tokens/abc%0A", json={**body, "regenerate": True},
                         headers={"Authorization": "Bearer " + admin}, timeout=5)
-    assert response.status_code == 404, response.text
-    assert sim.token("abc")["secret"] == secret and sim.token("abc\n") is None
+    assert response.status_code == 200, response.text
+    assert sim.token("abc")["secret"] == secret and sim.token("abc\n")["secret"] == response.json()["result"]
+
+
+@pytest.mark.parametrize("token_id", ["a%0Ab", "systems/s1/a%0Ab", "%0Aa", "a%0A%0A"])
+def test_a_token_id_with_a_newline_routes_to_the_token(das, http, token_id):
+    """Not "no route": GET answers the documented 404 of a missing token, PUT creates it, GET then finds it."""
+    sim, admin = das
+    auth = {"Authorization": "Bearer " + admin}
+    missing = http.get(sim.base_url + "/v1/tokens/" + token_id, headers=auth, timeout=5)
+    assert missing.status_code == 404 and "not found" in missing.json()["message"] and "no route" not in missing.json()["message"]
+    body = {"description": "app", "allow_path_patterns": ["^/v1/data/.*"], "regenerate": False, "ttl": "24h"}
+    assert http.put(sim.base_url + "/v1/tokens/" + token_id, json=body, headers=auth, timeout=5).status_code == 200
+    found = http.get(sim.base_url + "/v1/tokens/" + token_id, headers=auth, timeout=5)
+    assert found.status_code == 200 and found.json()["result"]["id"] == token_id.replace("%0A", "\n")
+    assert http.delete(sim.base_url + "/v1/tokens/" + token_id, headers=auth, timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("binding_id", ["b1", "group/b1"])
+def test_a_bindings_subjects_resource_allows_only_its_own_methods(das, http, binding_id):
+    """OPTIONS and GET on /v2/authz/rolebindings/{id}/subjects: 405 with POST, PUT and DELETE, not the binding's GET."""
+    sim, admin = das
+    auth = {"Authorization": "Bearer " + admin}
+    for method in ("OPTIONS", "GET"):
+        response = http.request(method, "%s/v2/authz/rolebindings/%s/subjects" % (sim.base_url, binding_id), headers=auth, timeout=5)
+        assert response.status_code == 405, response.text
+        assert sorted(response.headers["Allow"].split(", ")) == ["DELETE", "POST", "PUT"]
+    binding = http.request("OPTIONS", "%s/v2/authz/rolebindings/%s" % (sim.base_url, binding_id), headers=auth, timeout=5)
+    assert binding.status_code == 405 and sorted(binding.headers["Allow"].split(", ")) == ["DELETE", "GET"]
 
 
 def test_a_lone_newline_is_not_the_token_list(das, http):

@@ -385,6 +385,22 @@ def test_env_fallbacks_through_argument_spec(monkeypatch, tmp_path, bao):
     assert bao.kv_read(path) == {'secret': SECRET}
 
 
+def test_the_file_store_password_comes_from_the_environment(tmp_path, monkeypatch):
+    """TOKENOPS_VAULT_PASSWORD: the password need not be a module argument (arguments are written into the payload)."""
+    for name in ('TOKENOPS_VAULT_PASSWORD_FILE', 'ANSIBLE_VAULT_PASSWORD_FILE'):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv('TOKENOPS_VAULT_PASSWORD', 'pw-from-env')
+    folder = tmp_path / 'store.vault'
+    params = resolve_store_params({'file_path': str(folder), 'create_folder': True})
+    assert params['vault_password'] == 'pw-from-env'
+    with store_from_params(params) as s:
+        assert s.write('a/b', {'secret': SECRET}, 0) == 1
+    reader = store_file.FileStore(str(folder), vault_password='pw-from-env')
+    assert reader.read('a/b').data == {'secret': SECRET}
+    monkeypatch.setenv('TOKENOPS_VAULT_PASSWORD', '  ')      # blank: unset, as for every fallback
+    assert resolve_store_params({})['vault_password'] is None
+
+
 def test_file_path_default_and_choices():
     p = resolve_store_params({})
     assert p['backend'] == 'file'
