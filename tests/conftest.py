@@ -4,6 +4,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 DEV_COLLECTIONS = REPO / ".build" / "collections"
@@ -46,6 +48,15 @@ def pytest_unconfigure(config):
     for proc in getattr(config, "busy_loops", []):
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(autouse=True)
+def own_backpressure_folder(tmp_path, monkeypatch):
+    """Each test its own endpoint limits (plugins/module_utils/backpressure.py): a port another test used
+    before must not inherit that test's lowered limit or pause; the modules a test runs inherit it."""
+    folder = tmp_path / "endpoint-limits"
+    monkeypatch.setenv("TOKENOPS_BACKPRESSURE_DIR", str(folder))
+    return folder
 
 
 def pytest_report_header(config):
