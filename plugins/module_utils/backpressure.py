@@ -98,10 +98,13 @@ class EndpointStats:
         self.timeouts = 0
         self.slow = 0
         self.requests = 0
+        self.read_backs = 0     # writes whose lost answer was resolved by reading the entry back
+
 
     def as_dict(self, ceiling):
         return {"waited_s": round(self.waited, 3), "retries": self.retries, "lowest_concurrency": min(self.lowest, ceiling),
-                "throttled": self.throttled, "timeouts": self.timeouts, "slow_answers": self.slow, "requests": self.requests}
+                "throttled": self.throttled, "timeouts": self.timeouts, "slow_answers": self.slow, "requests": self.requests,
+                "resolved_by_read_back": self.read_backs}
 
 
 class _LocalState:
@@ -318,6 +321,10 @@ class EndpointLimit:
     def note_retry(self):
         with self._lock:
             self.stats.retries += 1
+
+    def note_read_back(self):
+        with self._lock:
+            self.stats.read_backs += 1
 
 
 _LIMITS = {}
