@@ -168,6 +168,8 @@ class EndpointLimit:
         self.sleep = sleep
         self.clock = clock
         self.stats = EndpointStats(self.ceiling)
+        # TOKENOPS_BACKPRESSURE=fixed keeps every limit at its ceiling (the benchmark's comparison; pauses still hold)
+        self.adaptive = os.environ.get("TOKENOPS_BACKPRESSURE", "adaptive") != "fixed"
         self._lock = threading.Lock()          # this process's threads, around the shared state and the slot table
         self._freed = threading.Condition(self._lock)
         self._held = set()                     # slots this process holds (POSIX locks belong to the process)
@@ -218,10 +220,12 @@ class EndpointLimit:
 
         `skip_pause`: the caller waited out its own 429's Retry-After already."""
         started = time.monotonic()
+        blocked = False
         while True:
             limit, pause_until, _updated, round_, high = self._state.read()
             now = self.clock()
             if pause_until > now and not skip_pause:
+                blocked = True
                 self.sleep(min(pause_until - now, 1.0))
                 continue
             allowed = max(1, min(self.ceiling, int(limit)))
@@ -230,13 +234,13 @@ class EndpointLimit:
                 if slot is not None:
                     if slot + 1 > high:
                         self._note_high(slot + 1)
-                    waited = time.monotonic() - started
-                    if waited > 0.001:
-                        self.stats.waited += waited
+                    if blocked:
+                        self.stats.waited += time.monotonic() - started
                     self.stats.requests += 1
                     self.stats.lowest = min(self.stats.lowest, allowed)
                     return Ticket(slot, round_, time.monotonic())
                 # Woken by a slot this process frees, or after POLL to see one another process freed.
+                blocked = True
                 self._freed.wait(POLL)
 
     def _take(self, allowed):
@@ -270,6 +274,8 @@ class EndpointLimit:
                 self.stats.timeouts += 1
             elif outcome == SLOW:
                 self.stats.slow += 1
+            if not self.adaptive:
+                return
             if outcome in DECREASE:
                 self._decrease(ticket)
             elif outcome == OK:
@@ -283,7 +289,8 @@ class EndpointLimit:
                 return      # sent before the last decrease: that one already answered for this round
             in_flight = max(1, min(int(limit), int(high) or int(limit)))
             limit = max(1.0, float(in_flight // 2))
-            self._state.write((limit, pause_until, self.clock(), round_ + 1, 0))
+            # The next round's decrease starts from the new limit (slots above it are not taken).
+            self._state.write((limit, pause_until, self.clock(), round_ + 1, int(limit)))
             self.stats.lowest = min(self.stats.lowest, int(limit))
         finally:
             self._unlock_state()

@@ -418,7 +418,42 @@ def build(sources, now=None, fail_on=DEFAULT_FAIL_ON, consent_wait_limit="1d"):
         "failures": failures,
         "audit": audit,
         "errors": stage_errors(sources),
+        "backpressure": backpressure_of(sources),
     }
+
+
+_WAIT_SUMS = ("waited_s", "retries", "throttled", "timeouts", "slow_answers", "requests", "resolved_by_read_back")
+
+
+def backpressure_of(sources):
+    """Per store or product endpoint, what slowness cost the run: the modules' `backpressure` figures added up
+    (the lowest concurrency is the lowest any task fell to)."""
+    found = {}
+    for source in sources:
+        for name in ("read", "rotate", "cleanup"):
+            figures = _stage(source, name).get("backpressure")
+            for endpoint, item in (figures.items() if isinstance(figures, dict) else ()):
+                if not isinstance(item, dict):
+                    continue
+                total = found.setdefault(endpoint, dict({"endpoint": _text(endpoint)}, lowest_concurrency=None, **dict.fromkeys(_WAIT_SUMS, 0)))
+                for key in _WAIT_SUMS:
+                    if isinstance(item.get(key), (int, float)):
+                        total[key] += item[key]
+                lowest = item.get("lowest_concurrency")
+                if isinstance(lowest, int) and (total["lowest_concurrency"] is None or lowest < total["lowest_concurrency"]):
+                    total["lowest_concurrency"] = lowest
+    for total in found.values():
+        total["waited_s"] = round(total["waited_s"], 1)
+    return [found[key] for key in sorted(found)]
+
+
+def backpressure_lines(report):
+    """One line per endpoint that made the run wait or retry."""
+    return ["Slowed down by %s: waited %.1f s, %d retries, concurrency down to %s (%d answers 429, %d time-outs, %d slow; "
+            "%d lost store answers settled by reading back)" % (
+                item["endpoint"], item["waited_s"], item["retries"], item["lowest_concurrency"], item["throttled"], item["timeouts"],
+                item["slow_answers"], item["resolved_by_read_back"])
+            for item in report.get("backpressure") or [] if item["waited_s"] or item["retries"]]
 
 
 def _item(row):
@@ -446,7 +481,7 @@ def summary_lines(report):
     head = "Token rotation %s: %d token(s) on %d endpoint(s), %d changed, %d need a person, %d fail the job%s" % (
         report["outcome"], counts["tokens"], counts["endpoints"], counts["changed"], counts["needs_person"], counts["fails_job"],
         " (check mode: predicted)" if report["check_mode"] else "")
-    return [head] + [item_line(i) for i in report["needs_person"]]
+    return [head] + backpressure_lines(report) + [item_line(i) for i in report["needs_person"]]
 
 
 def failure_lines(report):
@@ -463,6 +498,7 @@ def stats(report, files):
         "counts": report["counts"], "failures": report["failures"], "needs_person": report["needs_person"],
         "changed": [{"product": r["product"], "endpoint": r["endpoint"], "token": r["token"], "action": r["action"],
                      "store_path": r.get("store_path")} for r in report["rows"] if r["changed"]],
+        "backpressure": report.get("backpressure") or [],
         "files": files,
     }
 

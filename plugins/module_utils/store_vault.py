@@ -252,8 +252,9 @@ class VaultStore(Store):
                 self._fail(StoreUnavailable, op, path, 'request to %s failed (%s)' % (self.url, exc.__class__.__name__), extra)
             if response.status_code == 429 and throttled < MAX_THROTTLED:
                 retry_after = parse_retry_after(response.headers.get('Retry-After'))
-                if retry_after is None:
-                    retry_after = backoff_delay(throttled, 0.2, 2.0)
+                if not retry_after:
+                    # none, or Vault's "0" (it rounds down): a short jittered wait, longer with each 429 in a row
+                    retry_after = max(0.02, backoff_delay(throttled, 0.1, 1.0))
                 if retry_after <= MAX_RETRY_AFTER and throttle_waited + retry_after <= MAX_THROTTLE_WAIT:
                     limit = transport.limit(url)
                     limit.note_retry()
