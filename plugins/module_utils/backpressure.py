@@ -100,7 +100,6 @@ class EndpointStats:
         self.requests = 0
         self.read_backs = 0     # writes whose lost answer was resolved by reading the entry back
 
-
     def as_dict(self, ceiling):
         return {"waited_s": round(self.waited, 3), "retries": self.retries, "lowest_concurrency": min(self.lowest, ceiling),
                 "throttled": self.throttled, "timeouts": self.timeouts, "slow_answers": self.slow, "requests": self.requests,
