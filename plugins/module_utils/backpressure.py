@@ -48,6 +48,7 @@ STALE_AFTER = 120.0      # seconds after which an untouched shared limit starts 
 SLOT_BASE = 4096         # byte offset of slot 0's lock in the endpoint file
 STATE = struct.Struct("<dddqq")     # limit, pause_until, updated_at, round, high (most slots held since the round began)
 FILE_SIZE = 4096
+MAX_PAUSE = 60.0         # the longest Retry-After the clients wait for (http_client.HttpClient.max_retry_after)
 POLL = 0.02              # how often a waiting thread looks again for a slot freed by another process
 
 # Outcomes of one request, as the HTTP layer classifies them.
@@ -307,8 +308,9 @@ class EndpointLimit:
             self._unlock_state()
 
     def pause(self, seconds):
-        """A Retry-After: no request to this endpoint leaves for `seconds`."""
-        if not seconds or seconds <= 0:
+        """A Retry-After: no request to this endpoint leaves for `seconds`. A wait longer than MAX_PAUSE is no
+        pause: the clients do not wait that long (they report the 429), and neither do the endpoint's other requests."""
+        if not seconds or seconds <= 0 or seconds > MAX_PAUSE:
             return
         with self._lock:
             self._locked_state()

@@ -143,8 +143,20 @@ def test_rate_limited_read_waits_for_retry_after(runner, das, store, made):
     assert gets[1].at - gets[0].at >= 1.9 and time.time() - started >= 2
 
 
-def test_rate_limited_regenerate_fails_cleanly(runner, das, store, made):
+def test_rate_limited_regenerate_is_sent_again_after_its_retry_after(runner, das, store, made):
+    # A 429 says the regenerate was not carried out: it is sent again once the wait it asked for is over.
     das.sim.faults.add("PUT", PUT_APP, "retry_after", retry_after=1)
+    result = run_das(runner, das, store, id="app", state="rotated", **APP)
+    assert result["action"] == "rotated" and not result.get("failed"), result
+    puts = [r for r in das.sim.requests if r.method == "PUT" and r.path == "/v1/tokens/app"]
+    assert [r.status for r in puts[-2:]] == [429, 200]
+    assert puts[-1].received_at - puts[-2].received_at >= 1.0
+    assert assert_working_or_recorded(store, das) == "working" and "pending" not in record_of(store, das)
+
+
+def test_rate_limited_regenerate_fails_cleanly(runner, das, store, made):
+    # A Retry-After longer than the client waits for (60 s): the token fails, nothing changed, the next run rotates it.
+    das.sim.faults.add("PUT", PUT_APP, "retry_after", retry_after=3600)
     result = run_das(runner, das, store, id="app", state="rotated", **APP)
     assert result["failed"] and "HTTP 429" in result["msg"], result
     assert assert_working_or_recorded(store, das) == "working" and "pending" not in record_of(store, das)

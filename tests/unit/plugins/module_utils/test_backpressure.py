@@ -340,3 +340,52 @@ def test_a_conflict_is_still_a_conflict(store):
         flow.persist({"secret": "minted-secret-eeeeeeee"})
     assert caught.value.action == "needs_reconcile"
     assert isinstance(StoreConflict("x"), Exception)
+
+
+# ---- the report ---------------------------------------------------------------------------------
+
+def test_the_report_adds_up_each_endpoint_over_hosts_and_stages():
+    from ansible_collections.tokenops.rotation.plugins.module_utils import report
+
+    def figures(waited, retries, lowest, throttled=0):
+        return {"waited_s": waited, "retries": retries, "lowest_concurrency": lowest, "throttled": throttled, "timeouts": 1,
+                "slow_answers": 0, "requests": 10, "resolved_by_read_back": 2}
+
+    store, das_a, das_b = "http://vault:8200", "https://a:443", "https://b:443"
+    sources = [
+        {"product": "das", "endpoint": "tenant-a", "read": {"backpressure": {store: figures(1.0, 2, 16)}},
+         "rotate": {"results": [], "backpressure": {store: figures(2.5, 5, 4, 3), das_a: figures(0, 0, 16)}}},
+        {"product": "das", "endpoint": "tenant-b", "rotate": {"results": [], "backpressure": {store: figures(0.5, 1, 8), das_b: figures(3, 3, 2, 3)}}},
+    ]
+    built = report.build(sources)
+    by_endpoint = {item["endpoint"]: item for item in built["backpressure"]}
+    assert by_endpoint[store] == {"endpoint": store, "waited_s": 4.0, "retries": 8, "lowest_concurrency": 4, "throttled": 3,
+                                  "timeouts": 3, "slow_answers": 0, "requests": 30, "resolved_by_read_back": 6}
+    assert by_endpoint[das_b]["lowest_concurrency"] == 2
+    lines = report.summary_lines(built)
+    assert "Slowed down by %s: waited 4.0 s, 8 retries, concurrency down to 4" % store in lines[1]
+    assert not [line for line in lines if das_a in line]     # it made nobody wait
+    assert report.stats(built, [])["backpressure"] == built["backpressure"]
+
+
+# ---- the Vault store honours 429 and Retry-After --------------------------------------------------
+
+def test_the_vault_store_waits_out_a_429_as_told_and_writes_once():
+    from ansible_collections.tokenops.rotation.plugins.module_utils.store_vault import VaultStore
+    from tests.simulators.base import SimServer
+
+    sim = SimServer()
+    sim.route("POST", r"/v1/secret/data/(?P<path>.+)", lambda req: (200, {"data": {"version": 1}}))
+    sim.faults.add("POST", r"^/v1/secret/data/", "retry_after", times=2, retry_after=1)
+    sim.start()
+    try:
+        store = VaultStore(sim.base_url, token="root-token-xyz", timeout=5)
+        assert store.write("tokenops/das/h/app", {"secret": "s-123456"}, 0) == 1
+        store.close()
+    finally:
+        sim.stop()
+    posts = [r for r in sim.requests if r.method == "POST"]
+    assert [r.status for r in posts] == [429, 429, 200]
+    assert posts[1].received_at - posts[0].received_at >= 1.0 and posts[2].received_at - posts[1].received_at >= 1.0
+    figures = backpressure.limit_for(sim.base_url).stats
+    assert figures.throttled == 2 and figures.retries == 2 and figures.waited >= 2.0
