@@ -13,8 +13,6 @@ The quota is on a dedicated OpenBao (its own server, so the session's OpenBao an
 
 import json
 import os
-import socket
-import threading
 import time
 
 import pytest
