@@ -47,6 +47,8 @@ CEILING = 256            # slots per endpoint: the most threads any number of mo
 STALE_AFTER = 120.0      # seconds after which an untouched shared limit starts again from the ceiling
 SLOT_BASE = 4096         # byte offset of slot 0's lock in the endpoint file
 STATE = struct.Struct("<dddqq")     # limit, pause_until, updated_at, round, high (most slots held since the round began)
+HIGH = struct.Struct("<q")
+HIGH_AT = STATE.size - HIGH.size   # the last field
 FILE_SIZE = 4096
 MAX_PAUSE = 60.0         # the longest Retry-After the clients wait for (http_client.HttpClient.max_retry_after)
 POLL = 0.02              # how often a waiting thread looks again for a slot freed by another process
@@ -119,6 +121,9 @@ class _LocalState:
     def write(self, values):
         self.values = list(values)
 
+    def write_high(self, value):
+        self.values[4] = max(self.values[4], value)
+
 
 class _SharedState:
     """The endpoint file: the state in its first bytes (mmap), slot locks further on."""
@@ -139,6 +144,10 @@ class _SharedState:
 
     def write(self, values):
         STATE.pack_into(self.map, 0, *values)
+
+    def write_high(self, value):
+        if value > HIGH.unpack_from(self.map, HIGH_AT)[0]:
+            HIGH.pack_into(self.map, HIGH_AT, value)
 
     def lock(self):
         fcntl.lockf(self.fd, fcntl.LOCK_EX, 1, 0)
@@ -253,11 +262,8 @@ class EndpointLimit:
         return None
 
     def _note_high(self, value):
-        # Not under the file lock: a lost update only makes the next decrease start a little lower or higher.
-        values = list(self._state.read())
-        if value > values[4]:
-            values[4] = value
-            self._state.write(values)
+        # Only this field, and not under the file lock: a race only makes the next decrease start a little lower or higher.
+        self._state.write_high(value)
 
     def release(self, ticket, outcome, slow_after=None):
         """Give the slot back and adapt the limit to what the answer said (an OK later than slow_after is SLOW)."""
