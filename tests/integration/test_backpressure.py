@@ -82,17 +82,17 @@ def run_rotate(runner, tmp_path, das, bao_url, bao_token, host_vars):
 
 # ------------------------------------------------------------------ OpenBao under a rate-limit quota
 
+@pytest.mark.slow
 @pytest.mark.playbook
 def test_rotate_yml_over_500_tokens_under_an_openbao_rate_limit(limited_bao, das, runner, tmp_path):
     tokens = das_tokens(500)
     prefix = "rl%d" % time.monotonic_ns()
     store = vault_options(prefix)
-    started = time.monotonic()
     create_all(runner, das, limited_bao.url, limited_bao.root_token, tokens, dict(store, host="tenant-a"))
-    print("created 500 in %.1f s" % (time.monotonic() - started))
     regenerations_before = das.sim.count("PUT", "/v1/tokens/")
 
-    # RATE requests a second on the mount: the job would send more than that.
+    # RATE requests a second on the mount: the job would send more than that. Before back-pressure, 184 of the 500
+    # tokens failed at 100/s on a loaded 2-core machine (store 429 -> failed token).
     limited_bao.api("POST", "sys/quotas/rate-limit/tokenops-test", json={"path": MOUNT + "/", "rate": RATE, "interval": "1s"})
     try:
         started = time.monotonic()
