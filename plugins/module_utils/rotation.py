@@ -563,10 +563,31 @@ class Flow:
         if self.check_mode:
             raise RuntimeError("the flow must not write in check mode")
         with self._lock:
-            existed = self.store.delete(self.path)
+            existed = self._delete_resolved(self._budget())
             self.writes += 1
             self.record = None
             return existed
+
+    def _delete_resolved(self, budget):
+        """Delete; a busy store is waited out and a lost answer read back (gone: it landed), until `budget` runs out."""
+        deadline = self.monotonic() + budget
+        attempt = 0
+        while True:
+            try:
+                return self.store.delete(self.path)
+            except StoreBusy as exc:
+                last = exc
+                if isinstance(exc, StoreOutcomeUnknown):
+                    entry = self._read_until(deadline)
+                    if entry is None:
+                        raise StoreOutcomeUnknown("%s; the store did not answer again before this run's lease ran short" % exc)
+                    self.resolved_writes += 1
+                    self.store.note_read_back()
+                    if entry.data is None and entry.version == 0:
+                        return True
+            if not self._wait_busy(attempt, deadline):
+                raise last
+            attempt += 1
 
     # -- the change guard (called by the HTTP layer through the driver)
 

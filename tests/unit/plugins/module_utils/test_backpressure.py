@@ -385,3 +385,22 @@ def test_the_vault_store_waits_out_a_429_as_told_and_writes_once():
     assert posts[1].received_at - posts[0].received_at >= 1.0 and posts[2].received_at - posts[1].received_at >= 1.0
     figures = backpressure.limit_for(sim.base_url).stats
     assert figures.throttled == 2 and figures.retries == 2 and figures.waited >= 2.0
+
+
+def test_a_lost_answer_of_a_delete_is_read_back(store):
+    lossy, flow, _clock = lossy_flow(store)
+    flow.load()
+    flow.begin("creating")
+    original = lossy.delete
+    calls = []
+
+    def delete_then_lose(path):
+        calls.append(path)
+        if len(calls) == 1:
+            original(path)
+            raise StoreOutcomeUnknown("vault store: delete %s failed: no answer within 1s" % path)
+        return original(path)
+
+    lossy.delete = delete_then_lose
+    flow.abandon()                     # the entry this run created goes away
+    assert store.read(PATH).data is None and len(calls) == 1 and lossy.read_backs == 1
