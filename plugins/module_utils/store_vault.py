@@ -240,8 +240,10 @@ class VaultStore(Store):
                     attempt += 1
                     continue
                 reason = self._reason(exc)
-                sent = method in WRITES and not isinstance(exc, requests.exceptions.ConnectTimeout) \
-                    and reason not in ('connection refused', 'unknown host')
+                if isinstance(exc, requests.exceptions.ConnectTimeout):
+                    # not accepted in time: a busy store (nothing was sent)
+                    self._fail(StoreBusy, op, path, 'cannot connect to %s (connect timeout)' % self.url, extra)
+                sent = method in WRITES and reason not in ('connection refused', 'unknown host')
                 self._fail(StoreOutcomeUnknown if sent else StoreUnavailable, op, path, 'cannot connect to %s (%s)%s'
                            % (self.url, reason, self._maybe_applied(method) if sent else ''), extra)
             except requests.exceptions.Timeout:
