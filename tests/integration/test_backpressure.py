@@ -147,6 +147,7 @@ def test_lost_store_answers_are_resolved_by_reading_back(bao, das, proxy, runner
     figures = run.result["backpressure"][proxy.url]
     assert figures["resolved_by_read_back"] == 12, figures     # every lost answer settled by reading the entry back
     assert figures["timeouts"] >= 12
+    assert figures["lowest_concurrency"] < 16                  # the time-outs shrank the store's limit
     # One mint per token, each one stored; no intent left behind.
     assert das.sim.count("PUT", "/v1/tokens/lost-") == 40
     assert stored_secret_is_the_live_one(bao.server, das, prefix, tokens, host=das.host, mount="secret") == []

@@ -58,6 +58,16 @@ def test_answers_from_the_same_round_decrease_once(tmp_path):
         limit.release(ticket, OK)
 
 
+def test_an_answer_slower_than_half_the_timeout_counts_as_trouble(tmp_path):
+    limit = EndpointLimit("http://a:1", folder=str(tmp_path))
+    tickets = fill(limit, 4)
+    for ticket in tickets[1:]:
+        limit.release(ticket, OK, slow_after=60.0)      # quick enough
+    assert limit.limit() == backpressure.CEILING
+    limit.release(tickets[0], OK, slow_after=0.0000001)
+    assert limit.limit() == 2 and limit.stats.slow == 1
+
+
 def test_good_answers_grow_the_limit_back_to_the_ceiling(tmp_path):
     limit = EndpointLimit("http://a:1", folder=str(tmp_path), ceiling=8)
     tickets = fill(limit, 8)
