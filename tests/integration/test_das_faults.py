@@ -73,7 +73,8 @@ def test_killed_after_intent_before_mint(runner, das, store, made):
 
 def test_killed_after_mint_before_persist(runner, das, store, made):
     das.sim.faults.add("PUT", PUT_APP, "hang_after_commit", delay=30)
-    proc, results = start_das(runner, das, store, id="app", state="rotated", **APP)
+    # A short lease: the persist waits out the store for the lease, less a store time-out.
+    proc, results = start_das(runner, das, store, id="app", state="rotated", lease="8s", **APP)
     wait_for(das.sim.faults.committed.is_set, what="DAS to commit the regenerate")
     runner.crash(proc, results, record_of(store, das)["pending"])
     record = record_of(store, das)
@@ -85,7 +86,8 @@ def test_killed_after_mint_before_persist(runner, das, store, made):
 
 def test_store_outage_at_persist(runner, das, store, made):
     das.sim.faults.add("PUT", PUT_APP, "hang_after_commit", delay=0.5)
-    proc, results = start_das(runner, das, store, id="app", state="rotated", **APP)
+    # A short lease: the persist waits out the store for the lease, less a store time-out.
+    proc, results = start_das(runner, das, store, id="app", state="rotated", lease="8s", **APP)
     wait_for(das.sim.faults.committed.is_set, what="DAS to commit the regenerate")
     # The store goes away while the new secret is on its way back.
     with store.outage():

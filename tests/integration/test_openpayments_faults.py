@@ -99,7 +99,8 @@ def test_rotate_answer_lost_for_an_interactive_grant_needs_reconcile(runner, op,
 
 def test_store_down_after_rotation(runner, op, store, made):
     op.sim.faults.add("POST", ROTATE, "hang_after_commit", delay=0.5)
-    proc, results = runner.start([op_task(op, store, id="app", access=op.incoming, state="rotated")], env=op_env(op, store))
+    # A short lease: the persist waits out the store for the lease, less a store time-out.
+    proc, results = runner.start([op_task(op, store, id="app", access=op.incoming, state="rotated", lease="8s")], env=op_env(op, store))
     wait_for(op.sim.faults.committed.is_set, what="the AS to commit the rotation")
     with store.outage():
         run = runner.finish(proc, results)
