@@ -151,7 +151,11 @@ def _finish_hermetic_session(config):
 
 @pytest.fixture(autouse=True)
 def hermetic_test(monkeypatch):
-    """Each test, and every process it starts, gets its own HOME, Ansible folders, TMPDIR and collections path."""
+    """Each test, and every process it starts, gets its own HOME, Ansible folders, TMPDIR and collections path.
+
+    So each test also has its own endpoint limits (plugins/module_utils/backpressure.py keeps them under TMPDIR): a port
+    another test used before never hands on that test's lowered limit or pause.
+    """
     area = SESSION_AREA[0] / ("t%d" % next(_TEST_AREAS))
     for name, value in isolated_environment(area).items():
         monkeypatch.setenv(name, value)

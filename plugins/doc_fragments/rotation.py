@@ -54,6 +54,9 @@ options:
       - How many tokens of one task are handled at the same time, from 1 to 256.
       - The work waits on the product's API and the store, not on the controller's CPU, so the
         default suits a 2-core controller; lower it for an API that limits concurrent requests.
+      - It is a ceiling. The requests in flight to each store or product endpoint adapt below it, fewer
+        when answers slow down, time out or come back 429, more again when they recover; the forks
+        of a job share each endpoint's limit (see the README, "A slow or rate-limiting store or product").
     type: int
     default: 16
   report_spool:

@@ -421,7 +421,9 @@ class Driver:
 
     def _backed_off(self, token, exc):
         pending = exc.pending or (token.pending if token else None) or {}
-        if not pending and token is not None:
+        if exc.store_busy:
+            pending = {}   # nobody else holds it: the store was too slow to record this run's intent
+        elif not pending and token is not None:
             # Lost a check-and-set race: say who won, from what the store holds now.
             try:
                 pending = (self.mod.store.read(token.flow.path).data or {}).get("pending") or {}
@@ -429,6 +431,8 @@ class Driver:
                 pending = {}
         result = result_for(token.id if token else None, "none", token.flow if token else None, changed=False,
                             msg=self.mod.redactor.scrub(str(exc)), backed_off=True)
+        if exc.store_busy:
+            result["backed_off_reason"] = "store_busy"
         for key in ("holder", "lease_expires_at", "rotation_id", "step", "started_at"):
             if pending.get(key) is not None:
                 result[key] = pending[key]

@@ -32,7 +32,10 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported, keeps sanity's compile test quiet
     from urlparse import urlsplit  # type: ignore
 
+from ansible_collections.tokenops.rotation.plugins.module_utils import backpressure
+
 RETRY_STATUSES = (429, 502, 503, 504)
+MAX_THROTTLED = 100   # 429s one request may get, whatever their Retry-After
 REDACTED = "<redacted>"
 
 
@@ -71,6 +74,11 @@ class Transport:
     benchmarks/). This keeps what a session does for us: its default headers and User-Agent, its
     cookie jar (a load balancer's affinity cookie), redirects when asked for, the body read so the
     connection goes back to the pool; proxies and the CA bundle come from EnvironmentSettings.
+
+    Every request first takes a slot of its endpoint's adaptive limit (backpressure.py) and gives
+    it back with what the answer said about the endpoint's load: a 429 pauses the endpoint for its
+    Retry-After, a 429, 502, 503, 504, a time-out or an answer slower than half the timeout lowers
+    the limit, a good answer raises it again.
     """
 
     def __init__(self, verify, pool_size, pool_connections=None, user_agent=None):
@@ -85,7 +93,34 @@ class Transport:
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override a session's verify.
         self.verify = self.environment.verify
 
-    def send(self, method, url, data=None, json=None, headers=None, timeout=None, allow_redirects=True):
+    def send(self, method, url, data=None, json=None, headers=None, timeout=None, allow_redirects=True, paused=False):
+        """`paused`: the caller has just waited out the endpoint's pause (its own 429's Retry-After) itself."""
+        limit = backpressure.limit_for(url)
+        ticket = limit.acquire(skip_pause=paused)
+        outcome = backpressure.NEUTRAL
+        try:
+            response = self._send(method, url, data, json, headers, timeout, allow_redirects)
+            status = response.status_code
+            if status == 429:
+                outcome = backpressure.THROTTLED
+                limit.pause(parse_retry_after(response.headers.get("Retry-After")))
+            elif status in (502, 503, 504):
+                outcome = backpressure.OVERLOADED
+            else:
+                outcome = backpressure.OK
+            return response
+        except requests.exceptions.Timeout:
+            outcome = backpressure.TIMEOUT
+            raise
+        finally:
+            limit.release(ticket, outcome, slow_after=timeout / 2.0 if isinstance(timeout, (int, float)) else None)
+
+    @staticmethod
+    def limit(url):
+        """The adaptive limit of the URL's endpoint (for the callers' wait and retry counts)."""
+        return backpressure.limit_for(url)
+
+    def _send(self, method, url, data, json, headers, timeout, allow_redirects):
         session = self.session
         merged = requests.structures.CaseInsensitiveDict(session.headers)
         if headers:
@@ -261,8 +296,11 @@ class HttpClient:
     """A product's connection: base URL, TLS, timeouts and the retry policy.
 
     `idempotent` on request() says whether repeating the request is safe; GET and HEAD always
-    are. Only idempotent requests are retried, on 429 (after Retry-After), 502, 503, 504 and on
-    connection errors, so a request that mints a secret is never sent twice by this layer.
+    are. Idempotent requests are retried on 502, 503, 504 and on connection errors (`retries`
+    times). A 429 is different: it says the request was not carried out, so any request answered
+    429, a change too, is sent again after the Retry-After it asked for (at most max_retry_after
+    each, max_throttle_wait in all). A request that may have minted a secret is never sent twice by
+    this layer.
 
     `changes` on request() says whether the request changes anything in the product (every
     method but GET and HEAD, unless the client says otherwise). Before such a request is sent,
@@ -272,7 +310,7 @@ class HttpClient:
     """
 
     def __init__(self, product, base_url, validate_certs=True, ca_path=None, timeout=30, retries=3,
-                 backoff_base=0.5, backoff_cap=8.0, max_retry_after=60.0, redactor=None,
+                 backoff_base=0.5, backoff_cap=8.0, max_retry_after=60.0, max_throttle_wait=300.0, redactor=None,
                  pool_size=10, user_agent="tokenops.rotation", sleep=time.sleep, error_parser=None, change_guard=None,
                  verbosity=0):
         if not HAS_REQUESTS:
@@ -284,6 +322,7 @@ class HttpClient:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.max_retry_after = max_retry_after
+        self.max_throttle_wait = max_throttle_wait
         self.redactor = redactor or Redactor()
         self.sleep = sleep
         self.error_parser = error_parser or default_error_parser
@@ -335,6 +374,9 @@ class HttpClient:
             data = _json.dumps(json, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
             headers.setdefault("Content-Type", "application/json")
         attempt = 0
+        throttled = 0
+        throttle_waited = 0.0
+        waited_out = False
         while True:
             try:
                 with self._count_lock:
@@ -342,12 +384,16 @@ class HttpClient:
                 sent = dict(headers)
                 if signer is not None:
                     sent.update(signer(method, url, sent, data if isinstance(data, bytes) else None))
-                response = self.transport.send(method, url, data=data, headers=sent, timeout=timeout or self.timeout)
+                response = self.transport.send(method, url, data=data, headers=sent, timeout=timeout or self.timeout,
+                                               paused=waited_out)
+                waited_out = False
             except requests.exceptions.RequestException as exc:
                 # A connection that was refused never reached the server; anything later may have.
                 unknown = not isinstance(exc, requests.exceptions.ConnectTimeout) and not _refused(exc)
                 if idempotent and attempt < self.retries and not _tls_setup(exc):
-                    self.sleep(backoff_delay(attempt, self.backoff_base, self.backoff_cap))
+                    delay = backoff_delay(attempt, self.backoff_base, self.backoff_cap)
+                    self.transport.limit(url).note_retry()
+                    self.sleep(delay)
                     attempt += 1
                     continue
                 raise ApiError(self.product, step, method, url, message=self._transport_text(exc, url, timeout or self.timeout),
@@ -358,6 +404,19 @@ class HttpClient:
             if response.status_code in ok:
                 return response
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if response.status_code == 429 and (retry_after is None or retry_after <= self.max_retry_after):
+                # A 429 says the request was not carried out: any request, a change too, may be sent again
+                # once the wait it asked for is over (the endpoint's other requests wait too: Transport).
+                delay = retry_after if retry_after is not None else backoff_delay(throttled, self.backoff_base, self.backoff_cap)
+                if throttle_waited + delay <= self.max_throttle_wait and throttled < MAX_THROTTLED:
+                    limit = self.transport.limit(url)
+                    limit.note_retry()
+                    limit.note_wait(delay)
+                    self.sleep(delay)
+                    throttle_waited += delay
+                    throttled += 1
+                    waited_out = True
+                    continue
             if idempotent and response.status_code in RETRY_STATUSES and attempt < self.retries:
                 if retry_after is not None:
                     if retry_after > self.max_retry_after:
@@ -365,6 +424,7 @@ class HttpClient:
                     delay = retry_after
                 else:
                     delay = backoff_delay(attempt, self.backoff_base, self.backoff_cap)
+                self.transport.limit(url).note_retry()
                 self.sleep(delay)
                 attempt += 1
                 continue

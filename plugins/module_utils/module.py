@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule, remove_values
 
+from ansible_collections.tokenops.rotation.plugins.module_utils import backpressure
 from ansible_collections.tokenops.rotation.plugins.module_utils.driver import ChangeGuard, Driver
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import (
     HAS_REQUESTS,
@@ -323,6 +324,9 @@ class TokenModule:
         each pair: with a secret seen per token, a result over 2000 tokens would cost 2000 x 2000
         passes per string. The same masks (its markers, every occurrence) in one pass per string.
         """
+        waited = backpressure.report((getattr(self, "params", None) or {}).get("concurrency") or backpressure.CEILING)
+        if waited:
+            out["backpressure"] = waited   # per store and product endpoint: waits, retries, lowest concurrency
         seen = set(self.module.no_log_values) - self._option_no_log
         if seen:
             mask = SecretMask(seen, marker="********", exact_marker="VALUE_SPECIFIED_IN_NO_LOG_PARAMETER")

@@ -434,10 +434,10 @@ def build(sources, now=None, fail_on=DEFAULT_FAIL_ON, consent_wait_limit="1d", s
                 and not row["check_mode"]:
             row["issued_at"] = iso(now)   # minted by this run, whose result gave no time
     return _assemble(rows, audit_of(sources), stage_errors(sources), scope_of(sources), any(s.get("check_mode") for s in sources),
-                     now, fail_on, consent_wait_limit, slice_name=slice_name or "", slices=[])
+                     now, fail_on, consent_wait_limit, slice_name=slice_name or "", slices=[], backpressure=backpressure_of(sources))
 
 
-def _assemble(rows, audit, errors, scope, check_mode, now, fail_on, consent_wait_limit, slice_name, slices):
+def _assemble(rows, audit, errors, scope, check_mode, now, fail_on, consent_wait_limit, slice_name, slices, backpressure):
     """Judge every row against fail_on at `now`, sort by urgency, count: the one shape of every report."""
     for row in rows:
         row["seconds_left"] = seconds_left(row, now)
@@ -473,6 +473,7 @@ def _assemble(rows, audit, errors, scope, check_mode, now, fail_on, consent_wait
         "audit": audit,
         "errors": errors,
         "scope": scope,
+        "backpressure": backpressure,
     }
 
 
@@ -517,8 +518,11 @@ def merge(reports, now=None, fail_on=DEFAULT_FAIL_ON, consent_wait_limit="1d"):
     errors = [error for _name, document in ordered for error in document["errors"]]
     slices = [{"slice": document.get("slice") or "", "report": name, "generated_at": document["generated_at"],
                "outcome": document.get("outcome"), "tokens": len(document["rows"])} for name, document in ordered]
+    # The slices' figures, added up per endpoint as one run's tasks are.
+    waits = backpressure_of([{"rotate": {"backpressure": {item.get("endpoint"): item for item in document.get("backpressure") or []}}}
+                             for _name, document in ordered])
     report = _assemble(list(rows.values()), audit, errors, scope, any(d.get("check_mode") for _n, d in ordered), now,
-                       fail_on, consent_wait_limit, slice_name="", slices=slices)
+                       fail_on, consent_wait_limit, slice_name="", slices=slices, backpressure=waits)
     return report, warnings
 
 
@@ -562,6 +566,40 @@ def _merged_audit(documents, scope):
     return merged
 
 
+_WAIT_SUMS = ("waited_s", "retries", "throttled", "timeouts", "slow_answers", "requests", "resolved_by_read_back")
+
+
+def backpressure_of(sources):
+    """Per store or product endpoint, what slowness cost the run: the modules' `backpressure` figures added up
+    (the lowest concurrency is the lowest any task fell to)."""
+    found = {}
+    for source in sources:
+        for name in ("read", "rotate", "cleanup"):
+            figures = _stage(source, name).get("backpressure")
+            for endpoint, item in (figures.items() if isinstance(figures, dict) else ()):
+                if not isinstance(item, dict):
+                    continue
+                total = found.setdefault(endpoint, dict({"endpoint": _text(endpoint)}, lowest_concurrency=None, **dict.fromkeys(_WAIT_SUMS, 0)))
+                for key in _WAIT_SUMS:
+                    if isinstance(item.get(key), (int, float)):
+                        total[key] += item[key]
+                lowest = item.get("lowest_concurrency")
+                if isinstance(lowest, int) and (total["lowest_concurrency"] is None or lowest < total["lowest_concurrency"]):
+                    total["lowest_concurrency"] = lowest
+    for total in found.values():
+        total["waited_s"] = round(total["waited_s"], 1)
+    return [found[key] for key in sorted(found)]
+
+
+def backpressure_lines(report):
+    """One line per endpoint that made the run wait or retry."""
+    return ["Slowed down by %s: waited %.1f s, %d retries, concurrency down to %s (%d answers 429, %d time-outs, %d slow; "
+            "%d lost store answers settled by reading back)" % (
+                item["endpoint"], item["waited_s"], item["retries"], item["lowest_concurrency"], item["throttled"], item["timeouts"],
+                item["slow_answers"], item["resolved_by_read_back"])
+            for item in report.get("backpressure") or [] if item["waited_s"] or item["retries"]]
+
+
 def _item(row):
     """A row as an item of the lists of what needs a person."""
     return {"product": row["product"], "endpoint": row["endpoint"], "token": row["token"], "action": row.get("action", "audit"),
@@ -587,7 +625,7 @@ def summary_lines(report):
     head = "Token rotation %s: %d token(s) on %d endpoint(s), %d changed, %d need a person, %d fail the job%s" % (
         report["outcome"], counts["tokens"], counts["endpoints"], counts["changed"], counts["needs_person"], counts["fails_job"],
         " (check mode: predicted)" if report["check_mode"] else "")
-    return ([head + slice_note(report)] + [item_line(i) for i in report["needs_person"]]
+    return ([head + slice_note(report)] + backpressure_lines(report) + [item_line(i) for i in report["needs_person"]]
             + ["Warning: %s" % w for w in report.get("warnings") or []])
 
 
@@ -614,6 +652,7 @@ def stats(report, files):
         "counts": report["counts"], "failures": report["failures"], "needs_person": report["needs_person"],
         "changed": [{"product": r["product"], "endpoint": r["endpoint"], "token": r["token"], "action": r["action"],
                      "store_path": r.get("store_path")} for r in report["rows"] if r["changed"]],
+        "backpressure": report.get("backpressure") or [],
         "files": files, "slice": report.get("slice") or "", "slices": report.get("slices") or [],
     }
 

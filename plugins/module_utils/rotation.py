@@ -16,6 +16,7 @@ import copy
 import datetime
 import hashlib
 import os
+import random
 import re
 import socket
 import threading
@@ -23,9 +24,15 @@ import time
 import uuid
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
+    StoreBusy,
     StoreConflict,
     StoreError,
+    StoreOutcomeUnknown,
 )
+
+# Waiting out a busy store: full-jitter backoff from STORE_BACKOFF seconds up to STORE_BACKOFF_CAP.
+STORE_BACKOFF = 0.1
+STORE_BACKOFF_CAP = 2.0
 
 # "removed": the store entry was deleted but the credential lives on in the product (DPA has no delete API).
 ACTIONS = ("none", "created", "updated", "rotated", "revoked", "recovered", "needs_reconcile", "needs_interaction", "removed")
@@ -56,9 +63,10 @@ class FlowError(Exception):
 class BackOff(Exception):
     """Another run holds this entry (a live intent, or it wrote first). `holder` says who, when known."""
 
-    def __init__(self, message, pending=None):
+    def __init__(self, message, pending=None, store_busy=False):
         super(BackOff, self).__init__(message)
         self.pending = pending or {}
+        self.store_busy = store_busy   # the store was too slow: nobody else holds the token
 
 
 class IntentMissing(RuntimeError):
@@ -227,7 +235,7 @@ class Flow:
     """
 
     def __init__(self, store, path, product, check_mode=False, lock_timeout=300.0, holder=None,
-                 persist_attempts=3, persist_backoff=0.5, now=utcnow, sleep=time.sleep, lease=60.0):
+                 persist_attempts=3, persist_backoff=0.5, now=utcnow, sleep=time.sleep, lease=60.0, monotonic=time.monotonic):
         self.store = store
         self.path = path
         self.product = product
@@ -239,6 +247,10 @@ class Flow:
         self.persist_backoff = persist_backoff
         self.now = now
         self.sleep = sleep
+        self.monotonic = monotonic
+        self.store_waited = 0.0     # seconds this flow waited out a busy store
+        self.store_retries = 0
+        self.resolved_writes = 0    # writes whose lost answer a read-back resolved
         self.version = 0
         self.record = None
         self.before = None
@@ -252,7 +264,18 @@ class Flow:
     # -- reading
 
     def load(self):
-        entry = self.store.read(self.path)
+        """Read the entry. A busy store is waited out for up to a lease; then this run backs off (nothing was sent)."""
+        deadline = self.monotonic() + self.lease
+        attempt = 0
+        while True:
+            try:
+                entry = self.store.read(self.path)
+                break
+            except StoreBusy as exc:
+                if not self._wait_busy(attempt, deadline):
+                    raise BackOff("the store did not answer the read of %s in time (%s); nothing was sent to the product, "
+                                  "the next run tries again" % (self.path, exc), store_busy=True)
+                attempt += 1
         self.version = entry.version
         self.record = copy.deepcopy(entry.data) if entry.data else None
         self.before = copy.deepcopy(self.record)
@@ -294,14 +317,85 @@ class Flow:
 
     # -- writing
 
-    def _write(self, record):
+    def _write(self, record, budget=None):
+        """A check-and-set write against self.version; `budget` seconds (None: what is left of this run's lease)
+        to wait out a busy store and to resolve a write whose answer was lost."""
         if self.check_mode:
             raise RuntimeError("the flow must not write in check mode")  # a bug, not a user error
         with self._lock:
-            self.version = self.store.write(self.path, record, self.version)
+            self.version = self._write_resolved(record, self._budget() if budget is None else budget)
             self.record = record
             self.writes += 1
             return self.version
+
+    def _budget(self):
+        """Seconds left to this run's lease, less one store time-out (so that no write lands after the lease)."""
+        lease_until = parse_time(((self.record or {}).get("pending") or {}).get("lease_expires_at")) if self.holds_intent else None
+        left = (lease_until - self.now()).total_seconds() if lease_until is not None else self.lease
+        margin = float(getattr(self.store, "timeout", 0) or 0)
+        return max(0.0, left - margin)
+
+    def _wait_busy(self, attempt, deadline):
+        """Sleep a backoff before the next try at a busy store; False when that would pass the deadline."""
+        delay = random.uniform(STORE_BACKOFF / 2, min(STORE_BACKOFF_CAP, STORE_BACKOFF * (2 ** attempt)))
+        if self.monotonic() + delay > deadline:
+            return False
+        self.sleep(delay)
+        self.store_waited += delay
+        self.store_retries += 1
+        self.store.note_wait(delay)
+        return True
+
+    def _write_resolved(self, record, budget):
+        """Write; a busy store is waited out and a lost answer is read back, until `budget` seconds are spent.
+
+        Read back after a lost answer: the entry holds this write's record (at a newer version) -> it
+        landed; it is still at the version the write was based on -> it did not, send it again; anything
+        else -> StoreConflict (somebody else wrote), handled as any conflict is.
+        """
+        base = self.version
+        deadline = self.monotonic() + budget
+        attempt = 0
+        while True:
+            try:
+                return self.store.write(self.path, record, base)
+            except StoreOutcomeUnknown as exc:
+                last = exc
+                landed = self._read_back(record, base, deadline)
+                if landed is None:
+                    raise StoreOutcomeUnknown("%s; the store did not answer again before this run's lease ran short" % exc)
+                if landed:
+                    return landed
+            except StoreBusy as exc:
+                last = exc
+            if not self._wait_busy(attempt, deadline):
+                raise last
+            attempt += 1
+
+    def _read_until(self, deadline):
+        """The entry, a busy store waited out until the deadline; None when it did not answer by then."""
+        attempt = 0
+        while True:
+            try:
+                return self.store.read(self.path)
+            except StoreBusy:
+                if not self._wait_busy(attempt, deadline):
+                    return None
+                attempt += 1
+
+    def _read_back(self, record, base, deadline):
+        """After a write whose answer was lost: its version when it landed, 0 when it did not, None when the store
+        did not answer before the deadline. Raises StoreConflict when somebody else wrote."""
+        entry = self._read_until(deadline)
+        if entry is None:
+            return None
+        self.resolved_writes += 1
+        self.store.note_read_back()
+        if entry.data == record and entry.version > base:
+            return entry.version
+        if entry.version == base:
+            return 0
+        raise StoreConflict("%s changed since it was read (expected version %d, found %d)" % (self.path, base, entry.version))
 
     def _lease_until(self):
         return iso(self.now() + datetime.timedelta(seconds=self.lease))
@@ -320,10 +414,14 @@ class Flow:
             pending.update(data)
             record["pending"] = pending
             try:
-                self._write(record)
+                self._write(record, budget=self.lease)
             except StoreConflict:
                 self.rotation_id = None
                 raise BackOff("another run changed %s while this one was deciding; this run left it alone" % self.path)
+            except StoreBusy as exc:
+                self.rotation_id = None
+                raise BackOff("the store did not record this run's intent at %s in time (%s); nothing was sent to the product, "
+                              "the next run tries again" % (self.path, exc), store_busy=True)
             return pending
 
     def adopt_pending(self, **data):
@@ -336,10 +434,14 @@ class Flow:
             self.rotation_id = old.get("rotation_id") or str(uuid.uuid4())
             record["pending"]["rotation_id"] = self.rotation_id
             try:
-                self._write(record)
+                self._write(record, budget=self.lease)
             except StoreConflict:
                 self.rotation_id = None
                 raise BackOff("another run took over the interrupted rotation of %s first" % self.path)
+            except StoreBusy as exc:
+                self.rotation_id = None
+                raise BackOff("the store did not record this run's take-over of %s in time (%s); nothing was sent to the "
+                              "product, the next run tries again" % (self.path, exc), store_busy=True)
             return record["pending"]
 
     def renew(self):
@@ -350,7 +452,7 @@ class Flow:
             record = copy.deepcopy(self.record)
             record["pending"]["lease_expires_at"] = self._lease_until()
             try:
-                self._write(record)
+                self._write(record, budget=0)
             except StoreConflict:
                 # Someone took the entry over (our lease had run out): the next write of this flow
                 # finds out and reports it.
@@ -368,7 +470,7 @@ class Flow:
             record = copy.deepcopy(self.record)
             record["pending"]["lease_expires_at"] = iso(self.now())
             try:
-                self._write(record)
+                self._write(record, budget=min(self._budget(), float(getattr(self.store, "timeout", 0) or 0)))
             except StoreError:
                 pass   # the lease runs out by itself
 
@@ -412,7 +514,10 @@ class Flow:
                 return self._write(record)
             except StoreConflict:
                 # Our intent should have kept others out; look at what is there now.
-                current = self.store.read(self.path)
+                current = self._read_until(self.monotonic() + self._budget())
+                if current is None:
+                    raise StoreOutcomeUnknown("%s: the store did not answer the read-back after a conflicting write before "
+                                              "this run's lease ran short" % self.path)
                 if current.data == record:
                     # An earlier attempt committed although the store reported a failure.
                     self.version = current.version
@@ -434,6 +539,8 @@ class Flow:
                                                  "re-does the rotation and stores a working secret" % self.path,
                                                  "If it still fails, check in the product that the secret stored at %s works, and "
                                                  "rotate it with state: rotated if it does not" % self.path])
+            except StoreBusy:
+                raise   # waited out for what was left of the lease already
             except StoreError:
                 attempt += 1
                 if attempt >= self.persist_attempts:
@@ -456,10 +563,31 @@ class Flow:
         if self.check_mode:
             raise RuntimeError("the flow must not write in check mode")
         with self._lock:
-            existed = self.store.delete(self.path)
+            existed = self._delete_resolved(self._budget())
             self.writes += 1
             self.record = None
             return existed
+
+    def _delete_resolved(self, budget):
+        """Delete; a busy store is waited out and a lost answer read back (gone: it landed), until `budget` runs out."""
+        deadline = self.monotonic() + budget
+        attempt = 0
+        while True:
+            try:
+                return self.store.delete(self.path)
+            except StoreBusy as exc:
+                last = exc
+                if isinstance(exc, StoreOutcomeUnknown):
+                    entry = self._read_until(deadline)
+                    if entry is None:
+                        raise StoreOutcomeUnknown("%s; the store did not answer again before this run's lease ran short" % exc)
+                    self.resolved_writes += 1
+                    self.store.note_read_back()
+                    if entry.data is None and entry.version == 0:
+                        return True
+            if not self._wait_busy(attempt, deadline):
+                raise last
+            attempt += 1
 
     # -- the change guard (called by the HTTP layer through the driver)
 

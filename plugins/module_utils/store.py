@@ -30,6 +30,16 @@ class StoreUnavailable(StoreError):
     """The store cannot be reached: connection refused, timeout, 5xx, sealed, disk error."""
 
 
+class StoreBusy(StoreUnavailable):
+    """The store is there but slow or asks for less: a time-out, 429, 502, 503 (not sealed), 504. Worth waiting out."""
+
+
+class StoreOutcomeUnknown(StoreBusy):
+    """A write was sent but its answer was lost (time-out, connection closed, gateway error): it may have landed.
+
+    Every write is check-and-set, so reading the entry back tells (rotation.Flow does that)."""
+
+
 class StoreConflict(StoreError):
     """Check-and-set mismatch: someone else wrote first."""
 
@@ -102,6 +112,13 @@ class Store:
 
     def close(self):
         """Release resources (HTTP sessions); the store must not be used afterwards."""
+
+    def note_wait(self, seconds):
+        """A caller waited `seconds` for a busy store and tries again: counted in the endpoint's back-pressure
+        figures where the store has an endpoint."""
+
+    def note_read_back(self):
+        """A write whose answer was lost was resolved by reading the entry back (counted as note_wait is)."""
 
     def __enter__(self):
         return self

@@ -7,7 +7,10 @@
 Auth: a token (X-Vault-Token) or AppRole (POST /v1/auth/<approle_mount>/login, lazily, once).
 Every write carries options.cas; delete goes through the metadata endpoint so that every version
 is removed. Reads (GET, LIST) are retried twice on connection errors and 502/503/504; writes and
-deletes never are. Error messages name the operation, the path, the HTTP status and Vault's
+deletes are not, except after a 429, which says the request was not carried out: any request is
+sent again after its Retry-After (the HTTP layer holds the endpoint's other requests meanwhile).
+A write whose answer was lost raises StoreOutcomeUnknown, for the caller to read back; a slow or
+throttled store raises StoreBusy. Error messages name the operation, the path, the HTTP status and Vault's
 `errors`; token, secret_id and written values are redacted from them.
 """
 
@@ -28,14 +31,17 @@ except ImportError:  # pragma: no cover - depends on the environment
     HAS_REQUESTS = False
     REQUESTS_IMPORT_ERROR = traceback.format_exc()
 
-from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import Transport
+from ansible_collections.tokenops.rotation.plugins.module_utils import backpressure
+from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import Transport, backoff_delay, parse_retry_after
 from ansible_collections.tokenops.rotation.plugins.module_utils.store import (
     Entry,
     Store,
     StoreConfigError,
+    StoreBusy,
     StoreConflict,
     StoreDenied,
     StoreError,
+    StoreOutcomeUnknown,
     StoreUnavailable,
     check_path,
     check_prefix,
@@ -47,6 +53,10 @@ RETRY_BACKOFF = (0.2, 0.5)
 CAS_MISMATCH = 'check-and-set parameter did not match'
 MAX_ERROR_TEXT = 300
 POOL_SIZE = 64
+MAX_RETRY_AFTER = 60.0       # a longer Retry-After is reported, not waited for
+MAX_THROTTLE_WAIT = 120.0    # the most one request waits in all for its 429s
+MAX_THROTTLED = 100
+WRITES = ('POST', 'PUT', 'DELETE')
 
 
 def _strip_url(url):
@@ -141,6 +151,14 @@ class VaultStore(Store):
             text += ' namespace %s' % self.namespace
         return text
 
+    def note_wait(self, seconds):
+        limit = backpressure.limit_for(self.url)
+        limit.note_wait(seconds)
+        limit.note_retry()
+
+    def note_read_back(self):
+        backpressure.limit_for(self.url).note_read_back()
+
     def close(self):
         if self._transport is not None:
             self._transport.close()
@@ -187,7 +205,11 @@ class VaultStore(Store):
         return api
 
     def _send(self, method, api_path, op, path, body=None, token=None, extra=None):
-        """One request with read retries; returns the response (any status) or raises StoreUnavailable."""
+        """One request with read retries; returns the response (any status) or raises StoreUnavailable.
+
+        A 429 is waited out and sent again, whatever the method (it was not carried out); a time-out
+        raises StoreBusy for a read and StoreOutcomeUnknown for a write (the caller reads back).
+        """
         transport = self._get_transport()
         headers = {}
         if token:
@@ -196,30 +218,56 @@ class VaultStore(Store):
             headers['X-Vault-Namespace'] = self.namespace
         retries = READ_RETRIES if method in ('GET', 'LIST') else 0
         attempt = 0
+        throttled = 0
+        throttle_waited = 0.0
+        paused = False
+        url = self.url + api_path
         while True:
             if self._request_log is not None:
                 self._request_log(method, api_path)
             try:
-                response = transport.send(method, self.url + api_path, json=body, headers=headers, timeout=self.timeout,
-                                          allow_redirects=False)
+                response = transport.send(method, url, json=body, headers=headers, timeout=self.timeout,
+                                          allow_redirects=False, paused=paused)
+                paused = False
             except requests.exceptions.SSLError as exc:
                 self._fail(StoreUnavailable, op, path, 'TLS error talking to %s (check store.ca_cert / validate_certs): %s'
                            % (self.url, exc.__class__.__name__), extra)
             except requests.exceptions.ConnectionError as exc:
                 # includes ConnectTimeout: nothing reached the server, safe to retry reads
                 if attempt < retries:
+                    transport.limit(url).note_retry()
                     time.sleep(RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)])
                     attempt += 1
                     continue
-                self._fail(StoreUnavailable, op, path, 'cannot connect to %s (%s)%s'
-                           % (self.url, self._reason(exc), self._maybe_applied(method)), extra)
+                reason = self._reason(exc)
+                if isinstance(exc, requests.exceptions.ConnectTimeout):
+                    # not accepted in time: a busy store (nothing was sent)
+                    self._fail(StoreBusy, op, path, 'cannot connect to %s (connect timeout)' % self.url, extra)
+                sent = method in WRITES and reason not in ('connection refused', 'unknown host')
+                self._fail(StoreOutcomeUnknown if sent else StoreUnavailable, op, path, 'cannot connect to %s (%s)%s'
+                           % (self.url, reason, self._maybe_applied(method) if sent else ''), extra)
             except requests.exceptions.Timeout:
-                # a read timeout: the server is stuck; retrying would multiply the wait
-                self._fail(StoreUnavailable, op, path, 'no answer from %s within %ss%s'
+                # a read timeout: the server is slow or stuck; the caller decides how long to wait it out
+                self._fail(StoreOutcomeUnknown if method in WRITES else StoreBusy, op, path, 'no answer from %s within %ss%s'
                            % (self.url, self._fmt_timeout(), self._maybe_applied(method)), extra)
             except requests.exceptions.RequestException as exc:
                 self._fail(StoreUnavailable, op, path, 'request to %s failed (%s)' % (self.url, exc.__class__.__name__), extra)
+            if response.status_code == 429 and throttled < MAX_THROTTLED:
+                retry_after = parse_retry_after(response.headers.get('Retry-After'))
+                if not retry_after:
+                    # none, or Vault's "0" (it rounds down): a short jittered wait, longer with each 429 in a row
+                    retry_after = max(0.02, backoff_delay(throttled, 0.1, 1.0))
+                if retry_after <= MAX_RETRY_AFTER and throttle_waited + retry_after <= MAX_THROTTLE_WAIT:
+                    limit = transport.limit(url)
+                    limit.note_retry()
+                    limit.note_wait(retry_after)
+                    time.sleep(retry_after)
+                    throttle_waited += retry_after
+                    throttled += 1
+                    paused = True
+                    continue
             if response.status_code in RETRY_STATUSES and attempt < retries:
+                transport.limit(url).note_retry()
                 time.sleep(RETRY_BACKOFF[min(attempt, len(RETRY_BACKOFF) - 1)])
                 attempt += 1
                 continue
@@ -258,7 +306,12 @@ class VaultStore(Store):
             self._fail(StoreConflict, op, path, detail, extra)
         if status == 503 and 'sealed' in errors.lower():
             self._fail(StoreUnavailable, op, path, detail + ' (Vault is sealed)', extra)
-        if status >= 500 or status == 429:
+        if status in (502, 504) and op == 'write':
+            # a gateway's error may hide a write that landed behind it
+            self._fail(StoreOutcomeUnknown, op, path, detail + '; the change may or may not have been applied', extra)
+        if status in RETRY_STATUSES or status == 429:
+            self._fail(StoreBusy, op, path, detail, extra)
+        if status >= 500:
             self._fail(StoreUnavailable, op, path, detail, extra)
         if status == 404 and ('no handler for route' in errors or 'namespace not found' in errors):
             self._fail(StoreConfigError, op, path, detail + ' (is store.mount_point a KV v2 mount%s?)'

@@ -306,7 +306,8 @@ failure_lines:
   type: list
   elements: str
 summary:
-  description: A line about the run, one line per inventory host with its tokens by action, then one line per item that needs a person.
+  description: A line about the run, one line per inventory host with its tokens by action, one line per store or
+    product endpoint that made it wait (RV(backpressure)), then one line per item that needs a person.
   returned: always
   type: list
   elements: str
@@ -317,6 +318,14 @@ audit:
   elements: dict
 errors:
   description: Stages that failed without failing a token (the read before the run, the audit) and roles that failed.
+  returned: always
+  type: list
+  elements: dict
+backpressure:
+  description:
+    - Per store or product endpoint, what slowness cost the run, added up over the hosts' tasks.
+    - C(endpoint), C(waited_s), C(retries), C(lowest_concurrency) (the fewest requests in flight any task fell to),
+      C(throttled) (429 answers), C(timeouts), C(slow_answers), C(requests), C(resolved_by_read_back).
   returned: always
   type: list
   elements: dict

@@ -125,6 +125,17 @@ tokens:
     pending:
       description: An intent recorded in the store (in progress or interrupted).
       type: dict
+backpressure:
+  description:
+    - Per store and product endpoint (C(scheme://host:port)) this task used, what a slow or rate-limiting endpoint cost it.
+    - C(waited_s) seconds spent waiting (Retry-After pauses, a busy store waited out, a free slot under the endpoint's
+      adaptive limit), C(retries) requests sent again, C(lowest_concurrency) the fewest requests the endpoint was allowed
+      in flight (at most O(concurrency)), C(throttled) 429 answers, C(timeouts), C(slow_answers) (slower than half the
+      timeout), C(requests), C(resolved_by_read_back) store writes whose lost answer was settled by reading the entry back.
+  returned: when the task sent a request
+  type: dict
+  sample: {"http://127.0.0.1:8200": {"waited_s": 3.2, "retries": 14, "lowest_concurrency": 4, "throttled": 12,
+           "timeouts": 0, "slow_answers": 0, "requests": 1520, "resolved_by_read_back": 0}}
 """
 
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import ApiError

@@ -73,7 +73,8 @@ def test_killed_after_intent_before_mint(runner, das, store, made):
 
 def test_killed_after_mint_before_persist(runner, das, store, made):
     das.sim.faults.add("PUT", PUT_APP, "hang_after_commit", delay=30)
-    proc, results = start_das(runner, das, store, id="app", state="rotated", **APP)
+    # A short lease: the persist waits out the store for the lease, less a store time-out.
+    proc, results = start_das(runner, das, store, id="app", state="rotated", lease="8s", **APP)
     wait_for(das.sim.faults.committed.is_set, what="DAS to commit the regenerate")
     runner.crash(proc, results, record_of(store, das)["pending"])
     record = record_of(store, das)
@@ -85,7 +86,8 @@ def test_killed_after_mint_before_persist(runner, das, store, made):
 
 def test_store_outage_at_persist(runner, das, store, made):
     das.sim.faults.add("PUT", PUT_APP, "hang_after_commit", delay=0.5)
-    proc, results = start_das(runner, das, store, id="app", state="rotated", **APP)
+    # A short lease: the persist waits out the store for the lease, less a store time-out.
+    proc, results = start_das(runner, das, store, id="app", state="rotated", lease="8s", **APP)
     wait_for(das.sim.faults.committed.is_set, what="DAS to commit the regenerate")
     # The store goes away while the new secret is on its way back.
     with store.outage():
@@ -143,8 +145,20 @@ def test_rate_limited_read_waits_for_retry_after(runner, das, store, made):
     assert gets[1].at - gets[0].at >= 1.9 and time.time() - started >= 2
 
 
-def test_rate_limited_regenerate_fails_cleanly(runner, das, store, made):
+def test_rate_limited_regenerate_is_sent_again_after_its_retry_after(runner, das, store, made):
+    # A 429 says the regenerate was not carried out: it is sent again once the wait it asked for is over.
     das.sim.faults.add("PUT", PUT_APP, "retry_after", retry_after=1)
+    result = run_das(runner, das, store, id="app", state="rotated", **APP)
+    assert result["action"] == "rotated" and not result.get("failed"), result
+    puts = [r for r in das.sim.requests if r.method == "PUT" and r.path == "/v1/tokens/app"]
+    assert [r.status for r in puts[-2:]] == [429, 200]
+    assert puts[-1].received_at - puts[-2].received_at >= 1.0
+    assert assert_working_or_recorded(store, das) == "working" and "pending" not in record_of(store, das)
+
+
+def test_rate_limited_regenerate_fails_cleanly(runner, das, store, made):
+    # A Retry-After longer than the client waits for (60 s): the token fails, nothing changed, the next run rotates it.
+    das.sim.faults.add("PUT", PUT_APP, "retry_after", retry_after=3600)
     result = run_das(runner, das, store, id="app", state="rotated", **APP)
     assert result["failed"] and "HTTP 429" in result["msg"], result
     assert assert_working_or_recorded(store, das) == "working" and "pending" not in record_of(store, das)

@@ -83,6 +83,7 @@ def test_store_down_during_adoption(runner, dpa, store, tokens):
     dpa.sim.faults.add("POST", TOKEN_PATH, "hang_after_commit", delay=0.5)
     task = dpa_task(dpa, store, id="reporting", refresh_token=new, state="rotated")
     task["tokenops.rotation.dpa_refresh_token"]["store"]["timeout"] = 1    # each of the persist's attempts gives up sooner
+    task["tokenops.rotation.dpa_refresh_token"]["lease"] = "6s"    # the persist waits out the store for the lease
     proc, results = runner.start([task], env=dict(store.env))
     wait_for(dpa.sim.faults.committed.is_set, "DPA to answer the exchange of the new token")
     # The store goes away while the module learns that the new token works.

@@ -99,7 +99,8 @@ def test_rotate_answer_lost_for_an_interactive_grant_needs_reconcile(runner, op,
 
 def test_store_down_after_rotation(runner, op, store, made):
     op.sim.faults.add("POST", ROTATE, "hang_after_commit", delay=0.5)
-    proc, results = runner.start([op_task(op, store, id="app", access=op.incoming, state="rotated")], env=op_env(op, store))
+    # A short lease: the persist waits out the store for the lease, less a store time-out.
+    proc, results = runner.start([op_task(op, store, id="app", access=op.incoming, state="rotated", lease="8s")], env=op_env(op, store))
     wait_for(op.sim.faults.committed.is_set, what="the AS to commit the rotation")
     with store.outage():
         run = runner.finish(proc, results)
@@ -113,8 +114,8 @@ def test_store_down_after_rotation(runner, op, store, made):
     assert working(op, store)
 
 
-@pytest.mark.parametrize("fault", [dict(kind="status", status=503), dict(kind="status", status=500), dict(kind="retry_after", retry_after=1)],
-                         ids=["503", "500", "429"])
+@pytest.mark.parametrize("fault", [dict(kind="status", status=503), dict(kind="status", status=500), dict(kind="retry_after", retry_after=3600)],
+                         ids=["503", "500", "429-longer-than-waited-for"])
 def test_refused_rotation_fails_cleanly_and_the_old_token_keeps_working(runner, op, file_store, made_in_file, fault):
     made = made_in_file
     op.sim.faults.add("POST", ROTATE, **fault)
@@ -125,6 +126,17 @@ def test_refused_rotation_fails_cleanly_and_the_old_token_keeps_working(runner, 
     assert op.sim.count("POST", "/auth/token/") == 1                 # a rotation is never repeated by the HTTP layer
     assert record_of(file_store, op) == made and op.sim.token_works(made["secret"])
     assert run_op(runner, op, file_store, id="app", access=op.incoming, state="rotated")["action"] == "rotated"
+
+
+def test_rate_limited_rotation_is_sent_again_after_its_retry_after(runner, op, file_store, made_in_file):
+    # A 429 says the rotation was not carried out: it is sent again (signed anew) once the wait it asked for is over.
+    op.sim.faults.add("POST", ROTATE, "retry_after", retry_after=1)
+    result = run_op(runner, op, file_store, id="app", access=op.incoming, state="rotated")
+    assert result["action"] == "rotated" and not result.get("failed"), result
+    posts = [r for r in op.sim.requests if r.method == "POST" and r.path.startswith("/auth/token/")]
+    assert [r.status for r in posts] == [429, 200]
+    assert posts[1].received_at - posts[0].received_at >= 1.0
+    assert not op.sim.token_works(made_in_file["secret"]) and working(op, file_store)
 
 
 def test_refused_grant_request_leaves_nothing(runner, op, file_store):

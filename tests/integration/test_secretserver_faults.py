@@ -83,6 +83,7 @@ def test_store_outage_after_a_refresh(runner, ss, store, made):
     ss.sim.faults.add("POST", TOKEN, "hang_after_commit", delay=0.5)
     task = ss_task(ss, store, max_age="0s")
     task["tokenops.rotation.secretserver_token"]["store"]["timeout"] = 1    # the outage is found out sooner
+    task["tokenops.rotation.secretserver_token"]["lease"] = "6s"    # the persist waits out the store for the lease
     proc, results = runner.start([task], env=ss_env(ss, store))
     wait_for(ss.sim.faults.committed.is_set, what="Secret Server to commit the refresh")
     with store.outage():

@@ -126,7 +126,9 @@ class RequestRecord:
     status: int | None
     headers: dict[str, str]
     fault: str | None = None
-    at: float = 0.0
+    at: float = 0.0                 # the simulator's clock (may be frozen or moved)
+    received_at: float = 0.0        # real time (time.time()) the request arrived: what a wait is measured with
+    retry_after: str | None = None  # the Retry-After the answer carried
 
 
 @dataclass
@@ -409,6 +411,12 @@ class SimServer:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._tmp_tls: tempfile.TemporaryDirectory | None = None
+        # The rate-limit switch (rate_limit()): above `_rate` requests per `_rate_window` seconds, 429 with Retry-After.
+        self._rate: int | None = None
+        self._rate_window = 1.0
+        self._rate_retry_after: int | None = None
+        self._rate_seen: list[float] = []
+        self._rate_lock = threading.Lock()
 
     # ---- routes and hooks -------------------------------------------------------------------
 
@@ -524,6 +532,33 @@ class SimServer:
     def __exit__(self, *exc):
         self.stop()
 
+    # ---- the rate-limit switch ---------------------------------------------------------------
+
+    def rate_limit(self, requests: int | None, window: float = 1.0, retry_after: int | None = None) -> None:
+        """Answer 429 Too Many Requests, with Retry-After, to any request beyond `requests` per `window` seconds
+        (a sliding window of the requests it served; None switches it off). Retry-After is `retry_after` seconds, else
+        the whole seconds until the window has room again (at least 1), as rate-limiting APIs such as DAS's and
+        Secret Server's gateways say. The request log keeps each request's real arrival time and the Retry-After sent."""
+        with self._rate_lock:
+            self._rate = requests
+            self._rate_window = float(window)
+            self._rate_retry_after = retry_after
+            self._rate_seen = []
+
+    def _over_rate(self) -> int | None:
+        """The Retry-After (seconds) when this request is over the rate, else None (and the request counts)."""
+        with self._rate_lock:
+            if self._rate is None:
+                return None
+            now = time.monotonic()
+            self._rate_seen = [t for t in self._rate_seen if t > now - self._rate_window]
+            if len(self._rate_seen) < self._rate:
+                self._rate_seen.append(now)
+                return None
+            if self._rate_retry_after is not None:
+                return self._rate_retry_after
+            return max(1, int(-(-(self._rate_seen[0] + self._rate_window - now) // 1)))
+
     # ---- request log ------------------------------------------------------------------------
 
     def count(self, method: str | None = None, path_prefix: str | None = None, writes_only: bool = False) -> int:
@@ -540,10 +575,14 @@ class SimServer:
         with self._records_lock:
             self.requests.clear()
 
-    def _record(self, req: Request, status: int | None, fault: str | None) -> None:
+    def _record(self, req: Request, status: int | None, fault: str | None, retry_after: Any = None,
+                received_at: float | None = None) -> None:
         headers = {k: ("<redacted>" if k.lower() in self.redact_headers else v) for k, v in req.headers.items()}
+        record = RequestRecord(req.method, req.path, req.query, status, headers, fault, self.clock.now(),
+                               received_at if received_at is not None else time.time(),
+                               None if retry_after is None else str(retry_after))
         with self._records_lock:
-            self.requests.append(RequestRecord(req.method, req.path, req.query, status, headers, fault, self.clock.now()))
+            self.requests.append(record)
         # Path and status only: bodies and credential headers never reach the log.
         self.log.info("%s %s -> %s%s", req.method, req.path, status if status is not None else "dropped",
                       f" (fault {fault})" if fault else "")
@@ -584,6 +623,13 @@ class SimServer:
         req = Request(method=handler.command, path=urllib.parse.unquote(split.path),
                       query=urllib.parse.parse_qs(split.query, keep_blank_values=True),
                       headers=handler.headers, body=body, target=handler.path)
+        received_at = time.time()
+        over = self._over_rate()
+        if over is not None:
+            headers = {"Retry-After": over}
+            self._record(req, 429, "rate_limit", over, received_at)
+            handler.send_json(429, self.error_body(429, "too many requests"), headers)
+            return
         fault = self.faults.take(req.method, req.path)
         kind = fault.kind if fault else None
         if kind == "latency":
@@ -609,7 +655,7 @@ class SimServer:
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             self.log.error("handler error %s at %s:%s", type(exc).__name__, os.path.basename(frame.filename), frame.lineno)
             status, payload, headers = 500, self.error_body(500, "internal simulator error"), {}
-        self._record(req, status if kind != "drop_after_commit" else None, kind)
+        self._record(req, status if kind != "drop_after_commit" else None, kind, (headers or {}).get("Retry-After"), received_at)
         if kind == "drop_after_commit":
             handler.drop()
             return

@@ -288,14 +288,32 @@ def test_retry_after_on_503_is_honoured(sim, client, sleeps):
 
 # ---- writes are never repeated unless declared idempotent -------------------------------------
 
-@pytest.mark.parametrize("kind, extra", [("status", {"status": 503}), ("status", {"status": 502}),
-                                         ("retry_after", {"retry_after": 1}), ("drop_after_commit", {})])
+@pytest.mark.parametrize("kind, extra", [("status", {"status": 503}), ("status", {"status": 502}), ("drop_after_commit", {})])
 def test_post_is_never_retried(sim, client, sleeps, kind, extra):
     sim.faults.add("POST", r"^/thing$", kind, times=None, **extra)
     with pytest.raises(ApiError):
         client.request("mint", "POST", "/thing", json={"a": 1})
     assert sim.count("POST", "/thing") == 1
     assert sleeps == []
+
+
+def test_post_answered_429_is_sent_again_after_its_retry_after(sim, client, sleeps):
+    # A 429 says the request was not carried out, so even a change is sent again, after the wait it asked for.
+    sim.faults.add("POST", r"^/thing$", "retry_after", times=2, retry_after=0)
+    assert client.request("mint", "POST", "/thing", json={"a": 1}).status_code == 200
+    assert sim.count("POST", "/thing") == 3
+    assert sleeps == [0.0, 0.0]
+
+
+def test_429_gives_up_after_max_throttle_wait(sim, sleeps):
+    http = HttpClient(PRODUCT, sim.base_url, retries=3, timeout=5, sleep=sleeps.append, max_throttle_wait=2.5)
+    sim.faults.add("POST", r"^/thing$", "retry_after", times=None, retry_after=1)
+    with pytest.raises(ApiError) as caught:
+        http.request("mint", "POST", "/thing", json={"a": 1})
+    http.close()
+    assert caught.value.status == 429 and not caught.value.outcome_unknown
+    assert sleeps == [1.0, 1.0]
+    assert sim.count("POST", "/thing") == 3
 
 
 def test_post_not_retried_even_with_many_retries_configured(sim, sleeps):
