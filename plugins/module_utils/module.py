@@ -94,7 +94,8 @@ STORE_SPEC = dict(store=STORE_ARG_SPEC)
 # ansible-core 2.19 attaches a traceback to every fail_json while the user has tracebacks on (ANSIBLE_DISPLAY_TRACEBACK=error):
 # the active exception's, or else the call stack; there exception="" means none. Before 2.19 only an active exception
 # at -vvv gave one, so failing outside the except block (TokenModule) is enough there.
-_EMPTY_EXCEPTION_MEANS_NONE = "exception" in inspect.signature(AnsibleModule.fail_json).parameters
+def _empty_exception_means_none():
+    return "exception" in inspect.signature(AnsibleModule.fail_json).parameters
 
 
 class InputError(Exception):
@@ -134,7 +135,7 @@ class CheckedModule(AnsibleModule):
         if self._checking_arguments:
             msg = validators.shape_error(self.argument_spec, self._given) or msg
         msg = validators.cut_long_values(msg, [self._given, getattr(self, "params", None)], getattr(self, "no_log_values", ()))
-        if "exception" not in kwargs and _EMPTY_EXCEPTION_MEANS_NONE:
+        if "exception" not in kwargs and _empty_exception_means_none():
             # Only a bug carries a traceback (TokenModule.unexpected passes it); bad input and product errors do not.
             kwargs["exception"] = ""
         return super(CheckedModule, self).fail_json(msg=msg, **kwargs)

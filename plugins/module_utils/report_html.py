@@ -406,8 +406,8 @@ def render(report, products, product_order, conditions, rank):
         '<meta http-equiv="Content-Security-Policy" content="%s">' % html.escape(csp, quote=False),
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="referrer" content="no-referrer">',
-        "<title>Token rotation report %s: %s%s</title>" % (_h(report["generated_at"]), _h(report["outcome"]),
-                                                            " (prediction)" if report.get("prediction") else ""),
+        "<title>Token rotation report %s: %s%s</title>" % (
+            _h(report["generated_at"]), _h(report["outcome"]), " (prediction)" if report.get("prediction") else ""),
         "<style>%s</style></head><body><main>" % style,
         page.header(),
         page.cards(expiry),

@@ -121,7 +121,7 @@ backpressure:
     - Per store and product endpoint (C(scheme://host:port)) this task used, what a slow or rate-limiting endpoint cost it.
     - C(waited_s) seconds spent waiting (Retry-After pauses, a busy store waited out, a free slot under the endpoint's
       adaptive limit), C(retries) requests sent again, C(lowest_concurrency) the fewest requests the endpoint was allowed
-      in flight (at most O(concurrency)), C(throttled) 429 answers, C(timeouts), C(slow_answers) (slower than half the
+      in flight, C(throttled) 429 answers, C(timeouts), C(slow_answers) (slower than half the
       timeout), C(requests), C(resolved_by_read_back) store writes whose lost answer was settled by reading the entry back.
   returned: when the task sent a request
   type: dict

@@ -64,7 +64,7 @@ options:
         anything is written.
       - RV(slices) lists the reports merged. Writes the same files as an unsliced run, under O(name).
     type: list
-    elements: str
+    elements: path
   slice:
     description:
       - The job slice this run is, for jobs that AWX job slicing splits (playbook C(tokenops.rotation.rotate) sets it
@@ -443,7 +443,6 @@ def read_reports(module, patterns):
     """[(path, document)] of the JSON reports the paths and glob patterns name, each once, in a stable order."""
     paths = []
     for pattern in patterns:
-        pattern = os.path.expanduser(pattern)
         found = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else ([pattern] if os.path.exists(pattern) else [])
         if not found:
             module.fail_json(msg="merge: no report matches %s" % pattern)
@@ -456,6 +455,8 @@ def read_reports(module, patterns):
         except (IOError, OSError, ValueError) as exc:
             module.fail_json(msg="merge: cannot read the JSON report %s: %s" % (path, exc))
     return reports
+
+
 def unspooled(sources):
     """The sources with each stage the module spooled (report_spool) read back from its file.
 
@@ -520,7 +521,7 @@ def main():
     module = CheckedModule(
         argument_spec=dict(
             sources=dict(type="list", elements="dict"),
-            merge=dict(type="list", elements="str"),
+            merge=dict(type="list", elements="path"),
             slice=dict(type="str", default=""),
             dest=dict(type="path", default="~/.ansible/tokenops/reports"),
             name=dict(type="str", default="tokenops-rotation"),

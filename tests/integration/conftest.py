@@ -411,6 +411,7 @@ class Runner:
         """The module's result as the result_file callback records it."""
         result = self.modules.judge(proc, timeout, printed)
         result["_task"] = task.get("name") or next(key for key in task if key.startswith("tokenops.rotation."))
+        result["_host"] = "localhost"   # the harness's plays run on localhost
         result["failed"] = bool(result.get("failed"))
         result["_status"] = "failed" if result["failed"] else ("skipped" if result.get("skipped") else "ok")
         OUTPUTS.append(("results", json.dumps(result, default=str)))

@@ -116,7 +116,7 @@ def test_store_down_before_adoption(runner, dpa, file_store, file_tokens):
     old, new = file_tokens
     with file_store.outage():
         result = run_dpa(runner, dpa, file_store, id="reporting", refresh_token=new, state="rotated")
-    assert result["failed"] and result["action"] == "failed" and "SolarWinds DPA: store (file " in result["msg"], result
+    assert result["failed"] and result["action"] == "failed" and "SolarWinds DPA: file store " in result["msg"], result
     assert result["expiry_status"] is None                 # nothing could be read
     assert dpa.sim.count() == 0
     assert_old_current(file_store, dpa, old)

@@ -32,7 +32,7 @@ def test_endpoint_of_names_scheme_host_and_port_without_user_info():
 
 
 def fill(limit, count):
-    return [limit.acquire() for _ in range(count)]
+    return [limit.acquire() for _slot in range(count)]
 
 
 def test_a_throttled_answer_halves_the_limit_from_what_was_in_flight(tmp_path):
@@ -76,7 +76,7 @@ def test_good_answers_grow_the_limit_back_to_the_ceiling(tmp_path):
         limit.release(ticket, OK)
     limit.release(throttled, THROTTLED)
     assert limit.limit() == 4
-    for _ in range(60):
+    for _answer in range(60):
         limit.release(limit.acquire(), OK)
     assert limit.limit() == 8
 
