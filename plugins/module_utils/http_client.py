@@ -491,7 +491,9 @@ _CLOSED = ("reset", "aborted", "remotedisconnected", "remote end closed", "conne
 
 def _tls_setup(exc):
     """A TLS error that a retry cannot cure (an untrusted certificate, a bad CA file)."""
-    return (isinstance(exc, requests.exceptions.SSLError) and "verify failed" in str(exc).lower()) or _ca_file_error(exc)
+    if _ca_file_error(exc):
+        return True
+    return isinstance(exc, requests.exceptions.SSLError) and "verify failed" in str(exc).lower()
 
 
 def _ca_file_error(exc):
