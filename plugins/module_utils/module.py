@@ -209,6 +209,10 @@ class TokenModule:
             if self.params["return_secret"] and not self.module.no_log:
                 raise InputError("return_secret: true puts the secret in the task result; set no_log: true on the task "
                                  "so that Ansible hides the result, or read the secret with the tokenops.rotation.token lookup")
+            if self.params.get("report_spool") and (self.params["return_secret"] or self.params.get("return_access_token")):
+                # The spool is a file the job's report reads: a secret must never be written there.
+                raise InputError("report_spool writes the results to a file: it cannot be combined with return_secret or "
+                                 "return_access_token, which put a secret in the results")
             self.store = store_from_params(self.params["store"])   # checks the settings; reads and sends nothing
             # The store settings that shape entry paths (prefix, host), before anything is read or sent.
             self.store_path("-")
@@ -334,7 +338,9 @@ class TokenModule:
             out = mask.value(out)
             out.setdefault("invocation", {"module_args": mask.value(self.params)})
             self.module.no_log_values = set(self._option_no_log)
-        spool = self.params.get("report_spool") if getattr(self, "params", None) else None
+        params = getattr(self, "params", None) or {}
+        # Never a result that may hold a secret (the combination is refused as bad input, and this holds even so).
+        spool = params.get("report_spool") if not (params.get("return_secret") or params.get("return_access_token")) else None
         if spool:
             out = self._spool(spool, out)
         finish(**out)

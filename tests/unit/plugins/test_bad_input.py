@@ -684,3 +684,17 @@ PROPERTY = settings(derandomize=True, database=None, deadline=None, max_examples
 def test_generated_bad_input_is_refused_before_any_request(world, target, data):
     option, value, store = data.draw(_cases(world, target), label="option, value, store")
     assert_refused(world, target, _prepare(world, target, option, value, store), option, value)
+
+
+@pytest.mark.parametrize("target", sorted(CHANGING))
+def test_a_result_with_a_secret_is_never_spooled(world, target, tmp_path):
+    """report_spool writes the results to a file for the job's report: with return_secret (or DPA's
+    return_access_token) they would hold a secret, so the combination is refused before anything is sent."""
+    spool = tmp_path / "spool.json"
+    args = _prepare(world, target, "report_spool", str(spool), None)
+    args.update(return_secret=True, _ansible_no_log=True)
+    assert_refused(world, target, args, "report_spool")
+    if target == "dpa_refresh_token":
+        args.update(return_secret=False, return_access_token=True)
+        assert_refused(world, target, args, "report_spool")
+    assert not spool.exists()
