@@ -126,6 +126,12 @@ class DasSteps(Steps):
                 out.update(self.mint_in_place(token, spec, live_id, bearer, created=(mint == "create"), next_step=follow))
             if update:
                 self.das.put_token(live_id, self.body(spec, regenerate=False), self.admin, "update token %s" % live_id, update=True)
+                # DAS's last_modified_at moves for this change of ours. What DAS says now is kept, so that the next
+                # run does not take it for someone else's change (_probe_due); DAS's own clock, not ours.
+                after = self.das.get_token(live_id, self.admin) or {}
+                seen = (after.get("metadata") or {}).get("last_modified_at")
+                if seen:
+                    token.flow.persist({"last_modified_seen": seen}, keep_pending=True)
             if bind_plan[0] or bind_plan[1]:
                 self.apply_bindings(live_id, bind_plan)
             return out
@@ -210,7 +216,10 @@ class DasSteps(Steps):
         proven = parse_time(record.get("verified_at"))
         if not every or proven is None or (now - proven).total_seconds() >= every:
             return True
-        modified = parse_time(((remote or {}).get("metadata") or {}).get("last_modified_at"))
+        stamp = ((remote or {}).get("metadata") or {}).get("last_modified_at")
+        if stamp and stamp == record.get("last_modified_seen"):
+            return False    # the last change DAS knows of is this collection's own update
+        modified = parse_time(stamp)
         # verified_at is kept to the second
         return modified is not None and modified.replace(microsecond=0) > proven
 
