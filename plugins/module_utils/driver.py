@@ -298,11 +298,21 @@ class Driver:
             and bool(record.get("secret")) and not record.get("pending")
 
     @staticmethod
-    def _then_rotated(recovered, result):
-        result["recovered_step"] = recovered.get("recovered_step")
-        result["msg"] = "%s; then %s" % ("recovered: %s" % recovered["msg"] if recovered.get("msg") else "recovered",
-                                         "rotated: %s" % result["msg"] if result.get("msg") else "rotated")
+    def _then(result, step, settled=None):
+        """One shape for every product: a run that settles an interrupted rotation and then makes a change of its own
+        reports that change as its action, with recovered_step, and a message that says both, in that order."""
+        result["recovered_step"] = step
+        settled = settled or "the interrupted step '%s' was settled" % step
+        result["msg"] = "recovered: %s; then %s%s" % (settled, result["action"], ": " + result["msg"] if result.get("msg") else "")
         return result
+
+    def _then_rotated(self, recovered, result):
+        return self._then(result, recovered.get("recovered_step"), recovered.get("msg"))
+
+    @staticmethod
+    def _own_change(action):
+        """A change of the run's own after a recovery (not the recovery itself, and not a failure's action)."""
+        return action not in ("recovered", "none", "needs_reconcile", "backed_off")
 
     def _due_after_recovery_predicted(self, token, plan, predicted):
         """Check mode: the due policy applied to the record the recovery would leave, as a real run does."""
@@ -398,7 +408,10 @@ class Driver:
         result["store_version"] = token.flow.version
         result.pop("secret", None)
         if token.recovering:
-            result["recovered_step"] = (token.flow.before.get("pending") or {}).get("step")
+            step = (token.flow.before.get("pending") or {}).get("step")
+            result["recovered_step"] = step
+            if self._own_change(result["action"]):
+                result = self._then(result, step)
         result = self.steps.decorate(token, result, after)
         return self.diff(result, token.flow.before, after, token.flow.path, plan.changes)
 
@@ -416,6 +429,8 @@ class Driver:
         result = result_for(token.id, action, flow, record=record or {}, changed=changed, msg=msg, return_secret=secret_ok, **fields)
         if record is None:
             result["store_version"] = 0
+        if token.recovering and self._own_change(action) and not result.get("failed"):
+            result = self._then(result, result.get("recovered_step"))
         result = self.steps.decorate(token, result, record)
         return self.diff(result, flow.before, record, flow.path, plan.changes)
 

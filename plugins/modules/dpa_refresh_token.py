@@ -294,7 +294,10 @@ reconcile_steps:
   type: list
   elements: str
 recovered_step:
-  description: The step of the interrupted adoption this run found (V(adopting)).
+  description:
+    - The step of the interrupted adoption that this run settled first (V(adopting)).
+    - With RV(action=recovered) that was all; with V(rotated) the run then adopted another token, as O(state=rotated)
+      asked, and C(msg) says both, in that order.
   returned: when the run found an interrupted adoption
   type: str
 names_in_dpa:

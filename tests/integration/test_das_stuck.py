@@ -149,6 +149,7 @@ def test_updating(runner, das, file_store, made):
     changed["description"] = "changed"
     result = run_das(runner, das, file_store, id="app", **changed)
     assert result["action"] == "updated" and result["recovered_step"] == "updating", result
+    assert result["msg"].startswith("recovered: the interrupted step 'updating' was settled; then updated"), result
     assert healed(file_store, das)["secret"] == made["secret"]
     assert das.sim.token("app")["description"] == "changed"
 

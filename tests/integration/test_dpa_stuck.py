@@ -138,7 +138,10 @@ def test_stuck_adoption_superseded_by_a_later_rotation(runner, dpa, store):
     stuck = stick(runner, dpa, store)
     newer = dpa.issue("reporting-newer")
     result = run_dpa(runner, dpa, store, id="reporting", refresh_token=newer, state="rotated")
+    # One meaning per action name, in every product: the change of its own is the action, and the message says first
+    # what was settled, as a recovery followed by a due rotation does (test_recovery_then_due).
     assert result["action"] == "rotated" and result["recovered_step"] == "adopting" and not result["failed"], result
+    assert result["msg"].startswith("recovered: the interrupted step 'adopting' was settled; then rotated: Adopted "), result
     assert result["token_id"] == "reporting-newer" and result["previous"]["token_id"] == "reporting-old"
     assert any("adoption of 'reporting-new'" in w and "superseded" in w for w in result["warnings"]), result
     assert_healed(store, dpa, newer)
@@ -180,3 +183,16 @@ def test_stuck_record_that_makes_no_sense(runner, dpa, file_store, garbage):
         return
     assert result["action"] == "recovered" and not result["failed"] and "is not a JWT" in result["msg"], result
     assert_healed(file_store, dpa, stuck.old)
+
+
+def test_stuck_adoption_asked_for_again_is_recovered(runner, dpa, store):
+    """state rotated with the very token the stuck adoption holds: the run resumes that adoption and does nothing more,
+    so it reports recovered (the one name every product gives a settled interrupted rotation), not rotated."""
+    stuck = stick(runner, dpa, store)
+    result = run_dpa(runner, dpa, store, id="reporting", refresh_token=stuck.new, state="rotated")
+    assert result["action"] == "recovered" and result["recovered_step"] == "adopting" and not result["failed"], result
+    assert result["token_id"] == "reporting-new" and result["previous"]["token_id"] == "reporting-old", result
+    assert_healed(store, dpa, stuck.new)
+    assert record_of(store, dpa)["previous"]["secret"] == stuck.old
+    again = run_dpa(runner, dpa, store, id="reporting", refresh_token=stuck.new, state="rotated")
+    assert again["action"] == "none" and not again["changed"], again

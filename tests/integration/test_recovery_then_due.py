@@ -42,7 +42,9 @@ def test_a_recovered_secret_that_is_due_is_rotated_in_the_same_run(runner, das_f
 
     second = run_das(runner, das, file_store, id="app", **POLICY)
     assert second["action"] == "rotated" and second["recovered_step"] == "binding" and not second["failed"], second
-    assert "recovered" in second["msg"] and "within rotate_before" in second["msg"], second
+    assert second["msg"].startswith("recovered: ") and "; then rotated: " in second["msg"], second
+    assert "within rotate_before" in second["msg"].split("; then rotated: ")[1], second
+    assert predicted["msg"].split("; then")[0] == second["msg"].split("; then")[0], (predicted, second)
     record = healed(file_store, das)
     assert record["secret"] != minted["secret"] and not das.sim.secret_works(minted["secret"])
 
