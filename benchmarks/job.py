@@ -1,7 +1,7 @@
 """Job benchmark: what the scheduled job (playbooks/rotate.yml over all four products) costs against its modules.
 
     .venv/bin/python benchmarks/job.py [--tokens 500,2000,10000] [--tenants 4] [--stores file,vault]
-                                       [--latency 0.02] [--forks 8] [--no-write]
+                                       [--latency 0.02] [--forks 8] [--catalog files|inventory] [--no-write]
 
 For every token count and store, a fleet across all four products (DAS tenants hold most tokens,
 one DPA server, one Secret Server and one Open Payments authorization server the rest; each its own
@@ -143,15 +143,33 @@ class Fleet:
             "openpayments_store": store, "openpayments_rotate_before": "6h",
             "openpayments_tokens": [{"id": "g%05d" % i, "access": access} for i in range(counts["openpayments"])]}
 
-    def inventory(self, reports, overrides=None):
+    def inventory(self, reports, overrides=None, catalog="files"):
+        """The job's inventory; with catalog "files" each host's token list is in a tokens file (<product>_tokens_file)
+        that its module reads, as README "Large fleets" advises, and the inventory holds only the hosts."""
         overrides = overrides or {}
+        hosts_of = self.hosts if catalog == "inventory" else self.catalog_files()
         children = {group: {"hosts": {name: dict(host, **overrides.get(group, {})) for name, host in hosts.items()}}
-                    for group, hosts in self.hosts.items()}
+                    for group, hosts in hosts_of.items()}
         doc = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                                 "tokenops_report_dir": str(reports)}, "children": children}}
         path = self.work / "inventory.yml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         return path
+
+    def catalog_files(self):
+        if getattr(self, "_catalog", None) is None:
+            folder = self.work / ("catalog-%d-%s" % (self.n, time.monotonic_ns()))
+            folder.mkdir(mode=0o700)
+            self._catalog = {}
+            for group, hosts in self.hosts.items():
+                for name, host in hosts.items():
+                    host = dict(host)
+                    path = folder / ("%s-%s.json" % (group, name))
+                    path.write_text(json.dumps(host.pop("%s_tokens" % group)))
+                    path.chmod(0o600)   # DPA refresh tokens and Secret Server passwords: the job's user only
+                    host["%s_tokens_file" % group] = str(path)
+                    self._catalog.setdefault(group, {})[name] = host
+        return self._catalog
 
     def advance(self, seconds):
         # Not DPA's: nothing of it rotates by time, and a jump would kill the access tokens the modules
@@ -270,7 +288,7 @@ class Bench:
         work = self.work / ("%s-%d-%s" % (kind, fleet.n, label))
         work.mkdir()
         reports = work / "reports"
-        inventory = fleet.inventory(reports, overrides)
+        inventory = fleet.inventory(reports, overrides, self.args.catalog)
         profile_file = work / "profile.jsonl"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "STYRA_", "ANSIBLE_", "TOKENOPS_", "TSS_", "OPEN_PAYMENTS_"))}
         env.update(VAULT_ADDR=self.bao.url, VAULT_TOKEN=self.bao.root_token, OPEN_PAYMENTS_PRIVATE_KEY=fleet.pem,
@@ -278,6 +296,8 @@ class Bench:
                    ANSIBLE_HOME=str(work / "home"), HOME=str(work / "home"), ANSIBLE_FORKS=str(self.args.forks),
                    ANSIBLE_COLLECTIONS_PATH=os.environ.get("TOKENOPS_COLLECTIONS_PATH", str(REPO / ".build" / "installed")),
                    PYTHONPATH=str(HOOK), TOKENOPS_BENCH_PROFILE=str(profile_file))
+        if self.args.ansible_cfg:
+            env["ANSIBLE_CONFIG"] = self.args.ansible_cfg
         cmd = [str(BIN / "ansible-playbook"), "-i", str(inventory), self.args.playbook]
         if verbose:
             cmd.append("-v")
@@ -335,7 +355,7 @@ def inventory_floor(bench, fleet, forks):
                         "    - name: Wait\n      ansible.builtin.command: sleep 10\n      changed_when: false\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "TOKENOPS_"))}
     env.update(ANSIBLE_LOCAL_TEMP=str(work / "tmp"), ANSIBLE_HOME=str(work / "home"), HOME=str(work / "home"), ANSIBLE_FORKS=str(forks))
-    proc = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", str(fleet.inventory(work)), str(playbook)], env=env,
+    proc = subprocess.Popen([str(BIN / "ansible-playbook"), "-i", str(fleet.inventory(work, catalog=bench.args.catalog)), str(playbook)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sampler = TreeSampler(proc.pid)
     sampler.start()
@@ -382,6 +402,9 @@ def main():
     parser.add_argument("--stores", default="file,vault")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds each DAS simulator waits before every answer")
     parser.add_argument("--forks", type=int, default=8)
+    parser.add_argument("--ansible-cfg", default="", help="the job's ansible.cfg (ANSIBLE_CONFIG), such as extensions/awx/project/ansible.cfg")
+    parser.add_argument("--catalog", choices=["files", "inventory"], default="files",
+                        help="where each host's token list is: a tokens file its module reads (the default), or the inventory")
     parser.add_argument("--runs", default="create,rotate,idle", help="which runs (create always runs)")
     parser.add_argument("--floor", action="store_true", help="only measure ansible-playbook with each fleet's inventory and an empty play")
     parser.add_argument("--playbook", default=str(REPO / "playbooks" / "rotate.yml"), help="the job's playbook")
@@ -445,9 +468,9 @@ def main():
 def report(args, results, load_before, load_after):
     import ansible
     out = ["# Job benchmark results", ""]
-    out.append("`benchmarks/job.py --tokens %s --tenants %d --stores %s --latency %s --forks %d` on %s: %d cores, %s, Python %s, "
-               "ansible-core %s; load average %.1f before and %.1f after (other sessions shared the machine)."
-               % (args.tokens, args.tenants, args.stores, args.latency, args.forks, datetime.date.today().isoformat(), os.cpu_count(),
+    out.append("`benchmarks/job.py --tokens %s --tenants %d --stores %s --latency %s --forks %d --catalog %s` on %s: %d cores, %s, "
+               "Python %s, ansible-core %s; load average %.1f before and %.1f after."
+               % (args.tokens, args.tenants, args.stores, args.latency, args.forks, args.catalog, datetime.date.today().isoformat(), os.cpu_count(),
                   platform.machine(), platform.python_version(), ansible.__version__, load_before[0], load_after[0]))
     out.append("Fleet: %d DAS tenants hold %d%% of the tokens, one DPA server, one Secret Server and one Open Payments "
                "authorization server share the rest; DAS answers after %d ms. CPU is of the whole ansible-playbook process tree "

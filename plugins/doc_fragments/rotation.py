@@ -70,6 +70,22 @@ options:
         need a person or were held by another run, and says how many results the file has
         (C(results_spooled)); DAS's C(audit) is only in the file. With C(-v) the result has them all.
     type: path
+  tokens_file:
+    description:
+      - A file that lists the tokens, read by the module itself in place of O(tokens). JSON or YAML, a list of
+        the items O(tokens) takes, or a mapping whose C(tokens) is that list.
+      - For large fleets. A list of 10,000 tokens in the inventory costs Ansible more than the modules
+        do (it parses, copies and templates it for every task, and sends it as the module's arguments); a
+        file costs one read. The task result names the file instead of repeating the list.
+      - Every item gets the same checks as an item of O(tokens), before any request is sent; a message about
+        an item names the file.
+      - Read on the host that runs the module (the controller, for this collection's roles). Use an absolute
+        path; a relative one is taken from the folder the module runs in.
+      - Mutually exclusive with O(tokens) and with the options that name a single token.
+      - Secret fields of the items (a DPA C(refresh_token), a Secret Server C(password)) are hidden from
+        the output as they are in O(tokens); keep such a file readable by the job's user only, or leave
+        the secrets out and give them through the environment.
+    type: path
 notes:
   - The store is the lock. A rotation writes its intent to the store entry (check-and-set) before
     it asks the product for a new secret, and writes the new secret to the store before it does

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule, remove_values
 
-from ansible_collections.tokenops.rotation.plugins.module_utils import backpressure
+from ansible_collections.tokenops.rotation.plugins.module_utils import backpressure, catalog
 from ansible_collections.tokenops.rotation.plugins.module_utils.driver import ChangeGuard, Driver
 from ansible_collections.tokenops.rotation.plugins.module_utils.http_client import (
     HAS_REQUESTS,
@@ -86,6 +86,8 @@ RUN_SPEC = dict(
     concurrency=dict(type="int", default=16),
     # The result again, as a file the job's report reads (rotate.yml): no fleet-sized templating in the roles.
     report_spool=dict(type="path"),
+    # The tokens list in a file the module reads (catalog.py): no fleet-sized inventory, templating or module arguments.
+    tokens_file=dict(type="path"),
 )
 
 STORE_SPEC = dict(store=STORE_ARG_SPEC)
@@ -111,9 +113,14 @@ class CheckedModule(AnsibleModule):
 
     _checking_arguments = False
     _given = None
+    tokens_file = None          # the catalog file the tokens were read from (option tokens_file)
+    _tokens_file_error = None
 
     def __init__(self, argument_spec, **kwargs):
         self._checking_arguments = True
+        # The options that cannot go with `tokens` cannot go with a file of them either (see _load_params).
+        self._beside_tokens = sorted(set(name for group in kwargs.get("mutually_exclusive") or () if "tokens" in group
+                                         for name in group if name != "tokens"))
         error = None
         try:
             super(CheckedModule, self).__init__(argument_spec=argument_spec, **kwargs)
@@ -122,6 +129,7 @@ class CheckedModule(AnsibleModule):
             error = validators.shape_error(argument_spec, self._given)
             if error is None:
                 raise
+        error = error or self._tokens_file_error
         if error is not None:
             self.fail_json(msg=error)   # outside the except block: the input's fault, no traceback
         self._checking_arguments = False
@@ -130,10 +138,32 @@ class CheckedModule(AnsibleModule):
         super(CheckedModule, self)._load_params()
         # The options as given: Ansible's checks replace a value they cannot convert.
         self._given = copy.deepcopy(self.params)
+        if self.params.get("tokens_file") not in (None, "") and "tokens_file" in (self.argument_spec or {}):
+            self._load_tokens_file()
+
+    def _load_tokens_file(self):
+        """`tokens` read from the catalog file, before Ansible checks the options: every item gets the checks (and
+        the no_log of its secret fields) that a `tokens` item gets, and the list never was a module argument."""
+        path = self.params["tokens_file"]
+        clash = [name for name in ["tokens"] + self._beside_tokens if self.params.get(name) not in (None, [])]
+        try:
+            if clash:
+                raise ValueError("tokens_file and %s are mutually exclusive: list the tokens in the file, or give them "
+                                 "here, not both" % " and ".join(clash))
+            self.params["tokens"] = catalog.read_token_list(path)
+            self.tokens_file = path
+        except ValueError as exc:
+            self._tokens_file_error = str(exc)
+            # An empty list lets Ansible's own checks pass; the file's problem is reported right after them.
+            for name in ["tokens"] + self._beside_tokens:
+                self.params.pop(name, None)
+            self.params["tokens"] = []
 
     def fail_json(self, msg, **kwargs):
         if self._checking_arguments:
             msg = validators.shape_error(self.argument_spec, self._given) or msg
+            if self.tokens_file and "tokens" in msg and msg != self._tokens_file_error:
+                msg = "%s (the tokens were read from tokens_file %s)" % (msg, self.tokens_file)
         msg = validators.cut_long_values(msg, [self._given, getattr(self, "params", None)], getattr(self, "no_log_values", ()))
         if "exception" not in kwargs and _empty_exception_means_none():
             # Only a bug carries a traceback (TokenModule.unexpected passes it); bad input and product errors do not.
@@ -339,6 +369,11 @@ class TokenModule:
             out.setdefault("invocation", {"module_args": mask.value(self.params)})
             self.module.no_log_values = set(self._option_no_log)
         params = getattr(self, "params", None) or {}
+        if self.module.tokens_file:
+            # The list came from a file: the result names the file, and never carries the list as the module's arguments.
+            args = dict((k, v) for k, v in (out.get("invocation") or {}).get("module_args", params).items() if k != "tokens")
+            out["invocation"] = {"module_args": dict(args, tokens="%d token(s) from tokens_file %s"
+                                                     % (len(params.get("tokens") or ()), self.module.tokens_file))}
         # Never a result that may hold a secret (the combination is refused as bad input, and this holds even so).
         spool = params.get("report_spool") if not (params.get("return_secret") or params.get("return_access_token")) else None
         if spool:
@@ -377,8 +412,9 @@ class TokenModule:
                               or r.get("action") in ("needs_reconcile", "needs_interaction")]
             out.pop("audit", None)
             # Nor the token list it was given, which Ansible would return as the invocation's module_args.
-            args = dict((k, v) for k, v in (out.get("invocation") or {}).get("module_args", self.params).items() if k != "tokens")
-            out["invocation"] = {"module_args": dict(args, tokens="%d token(s), see report_spool" % len(results))}
+            if not self.module.tokens_file:
+                args = dict((k, v) for k, v in (out.get("invocation") or {}).get("module_args", self.params).items() if k != "tokens")
+                out["invocation"] = {"module_args": dict(args, tokens="%d token(s), see report_spool" % len(results))}
         return out
 
     def unexpected(self, exc):

@@ -17,7 +17,7 @@ import datetime
 import json
 import re
 
-from ansible_collections.tokenops.rotation.plugins.module_utils import report_html
+from ansible_collections.tokenops.rotation.plugins.module_utils import catalog, report_html
 from ansible_collections.tokenops.rotation.plugins.module_utils.rotation import iso, parse_duration, parse_time
 
 PRODUCTS = {"das": "Styra DAS", "dpa": "SolarWinds DPA", "secretserver": "Delinea Secret Server", "openpayments": "Open Payments"}
@@ -141,7 +141,13 @@ def rows_of(source, now, consent_wait_limit):
         rows.append(_judged(_new_row(source, refresher["id"], "rotate", refresher, check_mode), now, consent_wait_limit, earlier))
         seen.add(("rotate", refresher["id"]))
     error = _text(source.get("error"))
-    for stage_name, stage, wanted in (("rotate", rotate, source.get("configured")), ("cleanup", cleanup, source.get("removing"))):
+    configured, unreadable = _configured(source)
+    if unreadable and not rows:
+        row = _new_row(source, "", "rotate", {"action": "failed", "failed": True}, check_mode)
+        row["msg"] = _stage_failure(rotate) or unreadable
+        row.add("failed", "Fix the tokens file of %s and run the job again: %s" % (row["endpoint"], row["msg"]))
+        rows.append(row)
+    for stage_name, stage, wanted in (("rotate", rotate, configured), ("cleanup", cleanup, source.get("removing"))):
         for token in wanted if isinstance(wanted, list) else []:
             if (stage_name, token) in seen:
                 continue
@@ -155,6 +161,18 @@ def rows_of(source, now, consent_wait_limit):
         row.add("failed", "Fix what stopped the %s role on %s: %s" % (row["product"], row["endpoint"], error))
         rows.append(row)
     return rows
+
+
+def _configured(source):
+    """The ids the host keeps: listed in the source, or read from the role's tokens file (catalog.py), which the
+    module read too; (ids, why the file could not be read)."""
+    path = source.get("configured_file")
+    if not path:
+        return source.get("configured"), None
+    try:
+        return catalog.token_ids(catalog.read_token_list(path, "tokens_file")), None
+    except ValueError as exc:
+        return [], str(exc)
 
 
 def _missing(source, token, stage_name, stage, error, check_mode, now):

@@ -139,6 +139,14 @@ options:
       - The C(hash) from the finish redirect. When given it is checked against the grant's nonces
         before the grant is continued, so a forged redirect is refused.
     type: str
+  interact_refs:
+    description:
+      - The C(interact_ref) of each grant's finish redirect, by grant id, for a task of several grants (O(tokens)
+        or O(tokens_file)). A grant id maps to the C(interact_ref), or to a dictionary with C(interact_ref) and
+        C(hash). It wins over an item's own O(interact_ref), as the newer redirect.
+      - Role C(tokenops.rotation.openpayments) passes its C(openpayments_interact_refs) here, so a job can be
+        given the redirect's values as an extra variable without templating the grant list.
+    type: dict
   poll_timeout:
     description:
       - How long a run may wait for the resource owner to approve a grant requested without
@@ -450,6 +458,7 @@ ARGUMENT_SPEC = dict(
     finish_uri=dict(type="str"),
     interact_ref=dict(type="str", no_log=False),
     interact_hash=dict(type="str", no_log=False),
+    interact_refs=dict(type="dict", no_log=False),
     poll_timeout=dict(type="str", default="0"),
     verify=dict(type="bool", default=True),
     verify_url=dict(type="str"),
@@ -516,6 +525,7 @@ class OpenPaymentsTokenModule(TokenModule):
                 if value is not None and not isinstance(value, kind):
                     raise InputError("%s: %s must be a %s, got %s (%s)"
                                      % (where, key, kind.__name__, validators.kind_of(value), validators.shown(value)))
+            item = self._with_interact_ref(item, where)
             spec = merged(p, item, TOKEN_KEYS)
             spec["id"] = item.get("id") if p["tokens"] is not None else p["id"]
             if not spec["id"]:
@@ -531,6 +541,26 @@ class OpenPaymentsTokenModule(TokenModule):
             self._check_spec(spec, "%s (grant %s)" % (where, spec["id"]) if p["tokens"] is not None else "grant %s" % spec["id"])
             specs.append(spec)
         self._specs = specs
+
+    def _with_interact_ref(self, item, where):
+        """The item with the interact_ref (and hash) that interact_refs gives its grant: the newer redirect wins."""
+        given = (self.params.get("interact_refs") or {}).get(item.get("id")) if isinstance(item.get("id"), str) else None
+        if given is None:
+            return item
+        if isinstance(given, dict):
+            unknown = sorted(str(key) for key in set(given) - {"interact_ref", "hash"})
+            if unknown:
+                raise InputError("interact_refs: %s has unknown key(s) %s; it takes interact_ref and hash"
+                                 % (item["id"], validators.cut(", ".join(unknown))))
+            given = dict(interact_ref=given.get("interact_ref"), interact_hash=given.get("hash"))
+        elif isinstance(given, str):
+            given = dict(interact_ref=given, interact_hash=None)
+        else:
+            raise InputError("interact_refs: %s must be the interact_ref (a string) or a dictionary with interact_ref and hash, "
+                             "got %s (for %s)" % (item["id"], validators.kind_of(given), where))
+        item = dict((k, v) for k, v in item.items() if k not in ("interact_ref", "interact_hash"))
+        item.update((k, v) for k, v in given.items() if v is not None)
+        return item
 
     def _check_spec(self, spec, where):
         if spec["interaction"] not in ("auto", "offer", "none"):

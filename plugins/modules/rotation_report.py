@@ -43,7 +43,8 @@ options:
       - What each product role recorded for each inventory host (the facts C(das_rotation_record),
         C(dpa_rotation_record), C(secretserver_rotation_record), C(openpayments_rotation_record)).
       - Each is a dictionary with C(product), C(endpoint) (the inventory host), C(url), C(check_mode),
-        C(configured) (the token ids the host keeps), C(removing) (the ids it removes), what the
+        C(configured) (the token ids the host keeps, or C(configured_file), the tokens file the module read,
+        whose ids are read here), C(removing) (the ids it removes), what the
         tasks returned (C(read), C(rotate), C(cleanup), C(audit)), and C(error) when the role
         itself failed.
       - One of O(sources) and O(merge) is required.

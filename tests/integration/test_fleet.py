@@ -9,6 +9,7 @@ product's simulator down, still rotates the other three and says in its report w
 import json
 import subprocess
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
@@ -285,3 +286,61 @@ def test_the_job_prints_a_line_per_host_and_reports_every_token(fleet, tmp_path)
     verbose, report = job("-v")
     assert verbose.returncode == 0 and {r["action"] for r in report["rows"]} == {"none"}
     assert all(i in verbose.stdout for i in ids)
+
+
+def test_the_job_reads_each_products_tokens_from_a_file(fleet, tmp_path):
+    """<product>_tokens_file: each role hands its module a file that lists the tokens, which the module reads itself;
+    the list never becomes an inventory variable or a module argument (the -vvvv output shows the file, not its items,
+    nor the secrets in it), the report has a row for every id in the files, and a file that cannot be read fails its
+    host's tokens in the report while the other products rotate."""
+    das, dpa, ss, op, store = fleet.das, fleet.dpa, fleet.ss, fleet.op, fleet.store
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    das_ids = ["from-file-%02d" % i for i in range(6)]
+    (catalog / "das.yml").write_text(yaml.safe_dump({"tokens": [das_token(i, "720h") for i in das_ids]}))
+    refresh = dpa.issue("reporting-from-file")
+    (catalog / "dpa.json").write_text(json.dumps([{"id": "reporting", "refresh_token": refresh}]))
+    password = ss.add_user("svc-from-file")
+    (catalog / "secretserver.yml").write_text(yaml.safe_dump([{"id": "reports", "username": "svc-from-file", "password": password}]))
+    # A grant that waits for consent, continued with the interact_ref the job is given (openpayments_interact_refs).
+    grants = [{"id": "invoicing", "access": op.incoming},
+              {"id": "payout", "access": op.outgoing, "finish_uri": "https://client.example/return"}]
+    (catalog / "openpayments.yml").write_text(yaml.safe_dump(grants))
+    fleet.hosts["das"] = {"das_url": das.url, "das_store": store.options, "das_rotate_before": "6h",
+                          "das_tokens_file": str(catalog / "das.yml")}
+    fleet.hosts["dpa"] = {"dpa_url": dpa.url, "dpa_ca_path": dpa.ca_path, "dpa_store": store.options,
+                          "dpa_tokens_file": str(catalog / "dpa.json")}
+    fleet.hosts["secretserver"] = {"secretserver_url": ss.url, "secretserver_store": store.options,
+                                   "secretserver_tokens_file": str(catalog / "secretserver.yml")}
+    fleet.hosts["openpayments"] = {"openpayments_url": op.url, "openpayments_client_wallet_address": op.client,
+                                   "openpayments_key_id": KEY_ID, "openpayments_store": store.options,
+                                   "openpayments_tokens_file": str(catalog / "openpayments.yml")}
+
+    first, made = fleet.run()
+    expected = {("das", i): "created" for i in das_ids}
+    expected.update({("dpa", "reporting"): "created", ("secretserver", "reports"): "created",
+                     ("openpayments", "invoicing"): "created", ("openpayments", "payout"): "needs_interaction"})
+    assert actions(made) == expected, first.stdout[-3000:]
+    assert das.sim.secret_works(store.entry("das", "tenant-a", das_ids[0])["secret"])
+    assert ss.works(store.entry("secretserver", "pam-1", "reports"))
+    # The module's arguments at -vvvv name the file, never its items or the secrets in them.
+    assert "6 token(s) from tokens_file %s" % (catalog / "das.yml") in first.stdout
+    assert "^/v1/systems/from-file-00/.*" not in first.stdout and password not in first.stdout and refresh not in first.stdout
+
+    # The resource owner approves; the job is given the finish redirect's interact_ref as an extra variable.
+    payout = [r for r in made["rows"] if r["token"] == "payout"][0]
+    landed = op.sim.approve(payout["redirect"].split("/interact/")[1].split("/")[0])["redirect"]
+    interact_ref = parse_qs(urlsplit(landed).query)["interact_ref"][0]
+    second, continued = fleet.run(openpayments={"openpayments_interact_refs": {"payout": interact_ref}})
+    assert actions(continued)[("openpayments", "payout")] == "created", second.stdout[-3000:]
+    assert op.sim.token_works(store.entry("openpayments", "as-1", "payout")["secret"])
+    assert set(a for k, a in actions(continued).items() if k[1] != "payout") == {"none"}, actions(continued)
+
+    # A tokens file that is gone: its host's report says so, and the other products still run.
+    (catalog / "das.yml").unlink()
+    run, report = fleet.run()
+    das_rows = [r for r in report["rows"] if r["product"] == "das"]
+    assert len(das_rows) == 1 and das_rows[0]["failed"] and "tokens_file" in das_rows[0]["msg"], das_rows
+    assert str(catalog / "das.yml") in das_rows[0]["msg"] and "Traceback" not in das_rows[0]["msg"]
+    assert actions(report)[("dpa", "reporting")] == "none" and actions(report)[("secretserver", "reports")] == "none"
+    assert run.rc == 2

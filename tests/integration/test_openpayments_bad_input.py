@@ -40,6 +40,12 @@ def cases(op):
         ("a hash without its ref", dict(id="a", access=[quote], interact_hash="abc"), "interact_hash comes with interact_ref"),
         ("a grant listed twice", dict(tokens=[{"id": "a"}, {"id": "a"}], access=[quote]), "listed twice"),
         ("a bad poll timeout", dict(id="a", access=[quote], poll_timeout="soon"), "poll_timeout"),
+        ("an interact_ref that is no text", dict(tokens=[{"id": "a"}], access=[quote], interact_refs={"a": 42}),
+         "interact_refs: a must be the interact_ref (a string) or a dictionary with interact_ref and hash, got"),
+        ("an interact_ref with unknown keys", dict(tokens=[{"id": "a"}], access=[quote], interact_refs={"a": {"ref": "x"}}),
+         "interact_refs: a has unknown key(s) ref; it takes interact_ref and hash"),
+        ("a redirect's hash without its interact_ref", dict(tokens=[{"id": "a"}], access=[quote], interact_refs={"a": {"hash": "x"}}),
+         "interact_hash comes with interact_ref"),
         ("a missing key file", dict(id="a", access=[quote], private_key_path="/nonexistent/key.pem", _no_env_key=True),
          "private_key_path '/nonexistent/key.pem' does not exist or is not a file"),
     ]

@@ -125,6 +125,27 @@ def test_a_task_that_failed_as_a_whole_still_gives_each_token_a_row():
     assert rows[("dpa", "old")]["stage"] == "cleanup"
 
 
+def test_the_ids_of_a_tokens_file_each_get_a_row(tmp_path):
+    """A role given <product>_tokens_file records the file, not the ids: the report reads them from it, so a token the
+    task never reached still gets its row (Secret Server items may be named by username)."""
+    catalog = tmp_path / "pam.yml"
+    catalog.write_text("tokens:\n  - {id: reports, username: svc-reports}\n  - {username: svc-backup}\n  - {id: audit}\n")
+    src = source("secretserver", "pam-1", [token("reports")], configured=[], configured_file=str(catalog))
+    rows = by_token(rep.build([src], now=NOW))
+    assert set(rows) == {("secretserver", "reports"), ("secretserver", "svc-backup"), ("secretserver", "audit")}, rows
+    assert not rows[("secretserver", "reports")]["fails_job"]
+    assert rows[("secretserver", "audit")]["fails_job"] and "did not reach" in rows[("secretserver", "audit")]["todo"][0]
+
+
+def test_a_tokens_file_that_cannot_be_read_is_a_failed_row(tmp_path):
+    missing = tmp_path / "gone.yml"
+    src = {"product": "das", "endpoint": "tenant-a", "configured": [], "configured_file": str(missing), "removing": [],
+           "rotate": {"failed": True, "msg": "tokens_file: cannot read %s: No such file or directory" % missing}}
+    report = rep.build([src], now=NOW)
+    assert [(r["token"], r["conditions"]) for r in report["rows"]] == [("", ["failed"])], report["rows"]
+    assert str(missing) in report["rows"][0]["msg"] and "Fix the tokens file of tenant-a" in report["rows"][0]["todo"][0]
+
+
 def test_a_role_that_failed_before_any_token():
     src = {"product": "das", "endpoint": "tenant-z", "error": "Validation of arguments failed: das_url is required"}
     report = rep.build([src], now=NOW)
