@@ -238,13 +238,38 @@ class TreeSampler(threading.Thread):
             pass
         return rss, pss
 
+    @staticmethod
+    def name(pid):
+        """What a process of the tree is: the module an AnsiballZ payload runs, a worker of ansible-playbook, ..."""
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                argv = [a.decode(errors="replace") for a in handle.read().split(b"\0") if a]
+        except OSError:
+            return "?"
+        text = " ".join(argv)
+        module = re.search(r"AnsiballZ_(\w+)\.py", text)
+        if module:
+            return ("sh " if os.path.basename(argv[0]) == "sh" else "") + module.group(1)
+        if "ansible-playbook" in text:
+            return "ansible-playbook"
+        if len(argv) > 1 and argv[1] == "-c":
+            return "python -c (helper)"
+        return os.path.basename(argv[0]) if argv else "?"
+
     def run(self):
+        self.peak_by = {}
         while not self.stopping.is_set():
             pids = self.tree()
             rss = pss = 0
+            by = {}
             for pid in pids:
                 r, p = self.memory(pid)
                 rss, pss = rss + r, pss + p
+                entry = by.setdefault(self.name(pid), [0, 0])
+                entry[0] += 1
+                entry[1] += r
+            if rss > self.peak_rss:
+                self.peak_by = by
             self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
             self.peak_procs = max(self.peak_procs, len(pids))
             self.stopping.wait(self.interval)
@@ -338,7 +363,7 @@ class Bench:
         return {
             "label": label, "rc": proc.returncode, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
             "module_cpu": sum(c for m, (_k, c) in modules.items() if m in PRODUCT_MODULES),
-            "modules": modules, "main_cpu": main_cpu, "peak_rss": sampler.peak_rss, "peak_pss": sampler.peak_pss, "procs": sampler.peak_procs,
+            "modules": modules, "main_cpu": main_cpu, "peak_rss": sampler.peak_rss, "peak_by": sampler.peak_by, "peak_pss": sampler.peak_pss, "procs": sampler.peak_procs,
             "maxrss_single": usage.ru_maxrss * 1024, "calls": calls, "store_ops": store_ops, "actions": actions, "output": len(output.encode()),
             "files": files, "rows": rows, "leaks": len(secret_hits), "work": str(work),
         }
@@ -402,7 +427,8 @@ def main():
     parser.add_argument("--stores", default="file,vault")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds each DAS simulator waits before every answer")
     parser.add_argument("--forks", type=int, default=8)
-    parser.add_argument("--ansible-cfg", default="", help="the job's ansible.cfg (ANSIBLE_CONFIG), such as extensions/awx/project/ansible.cfg")
+    parser.add_argument("--ansible-cfg", default=str(REPO / "extensions" / "awx" / "project" / "ansible.cfg"),
+                        help="the job's ansible.cfg (ANSIBLE_CONFIG): by default the one README advises for an AWX project; '' for none")
     parser.add_argument("--catalog", choices=["files", "inventory"], default="files",
                         help="where each host's token list is: a tokens file its module reads (the default), or the inventory")
     parser.add_argument("--runs", default="create,rotate,idle", help="which runs (create always runs)")
@@ -451,7 +477,7 @@ def main():
                         if before is not None:
                             after = store_snapshot(bench, kind, n)
                             result["changed_entries"] = sum(1 for k in set(before) | set(after) if before.get(k) != after.get(k))
-                        result.update(tokens=n, store=kind)
+                        result.update(tokens=n, store=kind, catalog=args.catalog)
                         results.append(result)
                         log("  rc %d, %.1f s wall, %.1f s CPU (modules %.1f s), peak RSS %.0f MB, output %d bytes, rows %s, leaks %d"
                             % (result["rc"], result["wall"], result["cpu"], result["module_cpu"], result["peak_rss"] / 2**20,
@@ -468,9 +494,10 @@ def main():
 def report(args, results, load_before, load_after):
     import ansible
     out = ["# Job benchmark results", ""]
-    out.append("`benchmarks/job.py --tokens %s --tenants %d --stores %s --latency %s --forks %d --catalog %s` on %s: %d cores, %s, "
-               "Python %s, ansible-core %s; load average %.1f before and %.1f after."
-               % (args.tokens, args.tenants, args.stores, args.latency, args.forks, args.catalog, datetime.date.today().isoformat(), os.cpu_count(),
+    out.append("`benchmarks/job.py --tokens %s --tenants %d --stores %s --latency %s --forks %d --catalog %s --ansible-cfg %s` on %s: "
+               "%d cores, %s, Python %s, ansible-core %s; load average %.1f before and %.1f after."
+               % (args.tokens, args.tenants, args.stores, args.latency, args.forks, args.catalog,
+                  os.path.relpath(args.ansible_cfg, REPO) if args.ansible_cfg else "''", datetime.date.today().isoformat(), os.cpu_count(),
                   platform.machine(), platform.python_version(), ansible.__version__, load_before[0], load_after[0]))
     out.append("Fleet: %d DAS tenants hold %d%% of the tokens, one DPA server, one Secret Server and one Open Payments "
                "authorization server share the rest; DAS answers after %d ms. CPU is of the whole ansible-playbook process tree "
@@ -479,16 +506,16 @@ def report(args, results, load_before, load_after):
     floors = dict((r["tokens"], r) for r in results if r["label"] == "floor")
     results = [r for r in results if r["label"] != "floor"]
     out.append("")
-    out.append("| tokens | store | run | rc | wall | wall per token | job CPU per token | modules' CPU per token | job / modules "
+    out.append("| tokens | store | token lists | run | rc | wall | wall per token | job CPU per token | modules' CPU per token | job / modules "
                "| other modules' CPU | peak RSS / PSS (procs) | product calls per token | store reads / writes per token "
                "| output | report files | rows | idle run changed | secrets in output |")
-    out.append("|" + "---|" * 18)
+    out.append("|" + "---|" * 19)
     for r in results:
         n = r["tokens"]
         other = sum(c for m, (_k, c) in r["modules"].items() if m not in ("das_token", "dpa_refresh_token", "secretserver_token", "openpayments_token"))
-        out.append("| %d | %s | %s | %d | %.1f s | %.1f ms | %.1f ms | %.1f ms | %.2f | %.1f s | %.0f / %.0f MB (%d) | %.2f | %.2f / %.2f "
+        out.append("| %d | %s | %s | %s | %d | %.1f s | %.1f ms | %.1f ms | %.1f ms | %.2f | %.1f s | %.0f / %.0f MB (%d) | %.2f | %.2f / %.2f "
                    "| %.0f KB | %s | %s | %s | %d |" % (
-                       n, r["store"], r["label"], r["rc"], r["wall"], 1000 * r["wall"] / n, 1000 * r["cpu"] / n, 1000 * r["module_cpu"] / n,
+                       n, r["store"], r.get("catalog", "inventory"), r["label"], r["rc"], r["wall"], 1000 * r["wall"] / n, 1000 * r["cpu"] / n, 1000 * r["module_cpu"] / n,
                        r["cpu"] / r["module_cpu"] if r["module_cpu"] else 0, other, r["peak_rss"] / 2**20, r["peak_pss"] / 2**20,
                        r["procs"], sum(r["calls"].values()) / n, r["store_ops"]["read"] / n, (r["store_ops"]["write"] + r["store_ops"]["delete"]) / n,
                        r["output"] / 1024, ", ".join("%s %.0f KB" % (k.rsplit(".", 1)[-1], v / 1024) for k, v in r["files"].items()),
@@ -521,22 +548,32 @@ def report(args, results, load_before, load_after):
                    "the same forks): %s" % "; ".join("%d tokens: %.1f s CPU, peak RSS %.0f MB, PSS %.0f MB (%d processes)" % (
                        n, floors[n]["cpu"], floors[n]["peak_rss"] / 2**20, floors[n]["peak_pss"] / 2**20, floors[n]["procs"])
                        for n in sorted(floors)))
-    by = {(r["tokens"], r["store"], r["label"]): r for r in results}
+    out.append("")
+    out.append("What the process tree held at its peak RSS (processes, MB):")
+    out.append("")
+    for r in results:
+        if r.get("peak_by"):
+            out.append("- %d tokens, %s store, %s, %s: %s" % (r["tokens"], r["store"], r.get("catalog", "inventory"), r["label"], ", ".join(
+                "%s %d x %.0f" % (name, count, rss / 2**20) for name, (count, rss) in sorted(r["peak_by"].items(), key=lambda kv: -kv[1][1]))))
+    by = {(r["tokens"], r["store"], r.get("catalog", "inventory"), r["label"]): r for r in results}
     counts = sorted({r["tokens"] for r in results})
     out.append("")
     out.append("Growth (wall time per token and job CPU per token, against the previous size; 1.00 is linear):")
     out.append("")
-    for kind in sorted({r["store"] for r in results}):
+    for kind, catalog in sorted({(r["store"], r.get("catalog", "inventory")) for r in results}):
         for label in ("create", "rotate", "idle"):
             parts = []
-            for small, big in zip(counts, counts[1:]):
-                a, b = by.get((small, kind, label)), by.get((big, kind, label))
-                if a and b:
-                    parts.append("%d -> %d: wall %.2f x, CPU %.2f x, peak RSS %.2f x for %.1f x the tokens" % (
-                        small, big, (b["wall"] / big) / (a["wall"] / small), (b["cpu"] / big) / (a["cpu"] / small),
-                        b["peak_rss"] / max(a["peak_rss"], 1), big / small))
+            sizes = [n for n in counts if (n, kind, catalog, label) in by]
+            for small, big in zip(sizes, sizes[1:]):
+                a, b = by[(small, kind, catalog, label)], by[(big, kind, catalog, label)]
+                # The marginal cost: what the extra tokens cost the job against what they cost the modules.
+                extra = (b["cpu"] - a["cpu"]) / max(b["module_cpu"] - a["module_cpu"], 1e-9)
+                parts.append("%d -> %d: wall %.2f x, CPU %.2f x, peak RSS %.2f x for %.1f x the tokens; the extra tokens cost the job "
+                             "%.2f x what they cost the modules" % (
+                                 small, big, (b["wall"] / big) / (a["wall"] / small), (b["cpu"] / big) / (a["cpu"] / small),
+                                 b["peak_rss"] / max(a["peak_rss"], 1), big / small, extra))
             if parts:
-                out.append("- %s store, %s: %s" % (kind, label, "; ".join(parts)))
+                out.append("- %s store, token lists in %s, %s: %s" % (kind, catalog, label, "; ".join(parts)))
     text = "\n".join(out) + "\n"
     print(text)
     if not args.no_write:

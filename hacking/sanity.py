@@ -16,8 +16,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# Outside the work tree: inside it, git would ignore the copy and ansible-test would see no files.
-ROOT = Path(os.environ.get("TOKENOPS_SANITY_DIR") or Path(tempfile.gettempdir()) / ("tokenops-sanity-%d" % os.getuid()))
+# Outside the work tree: inside it, git would ignore the copy and ansible-test would see no files. A folder of its own
+# per run (removed after it): two checkouts tested at once on one machine must not share, and wipe, one copy.
+ROOT = Path(os.environ.get("TOKENOPS_SANITY_DIR") or tempfile.mkdtemp(prefix="tokenops-sanity-"))
 COPY = ROOT / "ansible_collections" / "tokenops" / "rotation"
 
 GET_PIP_STAND_IN = '''"""Stand-in for get-pip.py, written by tokenops.rotation's hacking/sanity.py."""
@@ -80,7 +81,12 @@ def main():
     python = "%d.%d" % sys.version_info[:2]
     command = [str(Path(sys.executable).parent / "ansible-test"), "sanity", "--python", python, "--requirements", "--color", "no"]
     command += sys.argv[1:]
-    sys.exit(subprocess.call(command, cwd=COPY))
+    try:
+        status = subprocess.call(command, cwd=COPY)
+    finally:
+        if not os.environ.get("TOKENOPS_SANITY_DIR"):
+            shutil.rmtree(ROOT, ignore_errors=True)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -152,6 +152,8 @@ class CheckedModule(AnsibleModule):
                                  "here, not both" % " and ".join(clash))
             self.params["tokens"] = catalog.read_token_list(path)
             self.tokens_file = path
+            # Ansible's checks name no option for an item that is not a dictionary: shape_error does, from these.
+            self._given = dict(self._given, tokens=copy.deepcopy(self.params["tokens"]))
         except ValueError as exc:
             self._tokens_file_error = str(exc)
             # An empty list lets Ansible's own checks pass; the file's problem is reported right after them.
