@@ -446,6 +446,7 @@ def main():
             loads.append(saved["load"])
         args.tokens = ",".join(str(n) for n in sorted({r["tokens"] for r in results}))
         args.stores = ",".join(sorted({r["store"] for r in results}))
+        args.catalog = ",".join(sorted({r.get("catalog", "inventory") for r in results if r["label"] != "floor"}))
         report(args, results, (max(load[0][0] for load in loads),), (max(load[1][0] for load in loads),))
         return
     counts = [int(x) for x in args.tokens.split(",") if x.strip()]
