@@ -363,7 +363,8 @@ class Bench:
         return {
             "label": label, "rc": proc.returncode, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
             "module_cpu": sum(c for m, (_k, c) in modules.items() if m in PRODUCT_MODULES),
-            "modules": modules, "main_cpu": main_cpu, "peak_rss": sampler.peak_rss, "peak_by": sampler.peak_by, "peak_pss": sampler.peak_pss, "procs": sampler.peak_procs,
+            "modules": modules, "main_cpu": main_cpu, "peak_rss": sampler.peak_rss, "peak_by": sampler.peak_by,
+            "peak_pss": sampler.peak_pss, "procs": sampler.peak_procs,
             "maxrss_single": usage.ru_maxrss * 1024, "calls": calls, "store_ops": store_ops, "actions": actions, "output": len(output.encode()),
             "files": files, "rows": rows, "leaks": len(secret_hits), "work": str(work),
         }
@@ -516,7 +517,8 @@ def report(args, results, load_before, load_after):
         other = sum(c for m, (_k, c) in r["modules"].items() if m not in ("das_token", "dpa_refresh_token", "secretserver_token", "openpayments_token"))
         out.append("| %d | %s | %s | %s | %d | %.1f s | %.1f ms | %.1f ms | %.1f ms | %.2f | %.1f s | %.0f / %.0f MB (%d) | %.2f | %.2f / %.2f "
                    "| %.0f KB | %s | %s | %s | %d |" % (
-                       n, r["store"], r.get("catalog", "inventory"), r["label"], r["rc"], r["wall"], 1000 * r["wall"] / n, 1000 * r["cpu"] / n, 1000 * r["module_cpu"] / n,
+                       n, r["store"], r.get("catalog", "inventory"), r["label"], r["rc"], r["wall"], 1000 * r["wall"] / n, 1000 * r["cpu"] / n,
+                       1000 * r["module_cpu"] / n,
                        r["cpu"] / r["module_cpu"] if r["module_cpu"] else 0, other, r["peak_rss"] / 2**20, r["peak_pss"] / 2**20,
                        r["procs"], sum(r["calls"].values()) / n, r["store_ops"]["read"] / n, (r["store_ops"]["write"] + r["store_ops"]["delete"]) / n,
                        r["output"] / 1024, ", ".join("%s %.0f KB" % (k.rsplit(".", 1)[-1], v / 1024) for k, v in r["files"].items()),
