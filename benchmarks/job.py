@@ -239,7 +239,7 @@ class TreeSampler(threading.Thread):
         return rss, pss
 
     @staticmethod
-    def name(pid):
+    def process_name(pid):
         """What a process of the tree is: the module an AnsiballZ payload runs, a worker of ansible-playbook, ..."""
         try:
             with open("/proc/%d/cmdline" % pid, "rb") as handle:
@@ -265,7 +265,7 @@ class TreeSampler(threading.Thread):
             for pid in pids:
                 r, p = self.memory(pid)
                 rss, pss = rss + r, pss + p
-                entry = by.setdefault(self.name(pid), [0, 0])
+                entry = by.setdefault(self.process_name(pid), [0, 0])
                 entry[0] += 1
                 entry[1] += r
             if rss > self.peak_rss:
