@@ -16,12 +16,8 @@ __metaclass__ = type
 import json
 import os
 
-try:
-    import yaml
-    _LOADER = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
-except ImportError:  # pragma: no cover - PyYAML comes with ansible-core
-    yaml = None
-    _LOADER = None
+# ansible-core's own YAML shim for modules: PyYAML comes with ansible-core, and the C loader where it is built.
+from ansible.module_utils.common.yaml import HAS_YAML, yaml_load
 
 
 def read_token_list(path, option="tokens_file"):
@@ -43,9 +39,9 @@ def read_token_list(path, option="tokens_file"):
     try:
         if stripped[:1] in ("[", "{"):
             data = json.loads(text)
-        elif yaml is not None:
-            data = yaml.load(text, Loader=_LOADER)  # nosec: a safe loader
-        else:  # pragma: no cover
+        elif HAS_YAML:
+            data = yaml_load(text)   # a safe loader
+        else:  # pragma: no cover - PyYAML comes with ansible-core
             raise ValueError("PyYAML is not available")
     except ValueError as exc:
         # A JSON file that is not quite JSON may still be YAML (a trailing comment, single quotes).
@@ -63,10 +59,10 @@ def read_token_list(path, option="tokens_file"):
 
 
 def _yaml_or_none(text):
-    if yaml is None:
+    if not HAS_YAML:
         return None
     try:
-        return yaml.load(text, Loader=_LOADER)  # nosec: a safe loader
+        return yaml_load(text)
     except Exception:  # pylint: disable=broad-except
         return None
 

@@ -336,6 +336,14 @@ def test_the_job_reads_each_products_tokens_from_a_file(fleet, tmp_path):
     assert op.sim.token_works(store.entry("openpayments", "as-1", "payout")["secret"])
     assert set(a for k, a in actions(continued).items() if k[1] != "payout") == {"none"}, actions(continued)
 
+    # A tokens file and a list for the same host: refused as bad input, nothing sent; the report names the file's tokens.
+    calls = das.sim.count()
+    run, report = fleet.run(das={"das_tokens": [das_token("inline", "720h")]})
+    das_rows = {r["token"]: r for r in report["rows"] if r["product"] == "das"}
+    assert set(das_rows) == set(das_ids), das_rows
+    assert all(r["failed"] and "tokens_file and tokens are mutually exclusive" in r["msg"] for r in das_rows.values()), das_rows
+    assert das.sim.count() == calls and run.rc == 2
+
     # A tokens file that is gone: its host's report says so, and the other products still run.
     (catalog / "das.yml").unlink()
     run, report = fleet.run()
