@@ -252,8 +252,8 @@ class TreeSampler(threading.Thread):
             return ("sh " if os.path.basename(argv[0]) == "sh" else "") + module.group(1)
         if "ansible-playbook" in text:
             return "ansible-playbook"
-        if len(argv) > 1 and argv[1] == "-c":
-            return "python -c (helper)"
+        if "-c" in argv[1:4]:
+            return "python -c (helper)"   # the file store's key-derivation helper (python -I -S -c ...)
         return os.path.basename(argv[0]) if argv else "?"
 
     def run(self):

@@ -678,10 +678,11 @@ def stats(report, files):
 SLICE_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
 
 
-def stats_key(slice_name):
-    """The set_stats key of a report. AWX hands the next workflow node the artifacts of all slices merged into one
-    dictionary (a later slice's key replaces an earlier one's), so each slice's key carries its slice."""
-    return "tokenops_rotation_report" + ("_slice_" + re.sub(r"[^A-Za-z0-9_]", "_", slice_name) if slice_name else "")
+def stats_key(slice_name, name="tokenops_rotation_report"):
+    """The set_stats key of a report (or, with name tokenops_rotation_tokens, of its per-token results). AWX hands the
+    next workflow node the artifacts of all slices merged into one dictionary (a later slice's key replaces an earlier
+    one's), so each slice's key carries its slice."""
+    return name + ("_slice_" + re.sub(r"[^A-Za-z0-9_]", "_", slice_name) if slice_name else "")
 
 
 # ------------------------------------------------------------------ renderings

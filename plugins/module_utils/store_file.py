@@ -50,6 +50,7 @@ process derives the keys of fresh salts ahead of need, off the GIL of the module
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import base64
 import binascii
 import contextlib
 import datetime
@@ -131,15 +132,36 @@ def _seal(plaintext, salt, keys):
     return "\n".join(lines) + "\n"
 
 
+_WHITESPACE = b" \t\r\n\v\f"
+
+
 def _parse(text):
-    """ansible-vault 1.1/1.2 AES256 text -> (salt, tag, ciphertext)."""
-    lines = text.strip().splitlines()
-    header = lines[0].strip().split(";") if lines else []
-    if len(header) < 3 or header[0] != "$ANSIBLE_VAULT" or header[1] not in ("1.1", "1.2") or header[2].strip() != "AES256":
+    """ansible-vault 1.1/1.2 AES256 text (str or bytes) -> (salt, tag, ciphertext).
+
+    Byte operations on views, never a list of lines: the key cache of a large store is megabytes of hex
+    lines, and every copy of it is memory the module holds while the job's other modules run.
+    """
+    try:
+        raw = text.encode("ascii") if isinstance(text, str) else text
+    except UnicodeEncodeError:
+        raise VaultFormatError("not an ansible-vault 1.1/1.2 AES256 file")
+    start = 0
+    while start < len(raw) and raw[start] in _WHITESPACE:
+        start += 1
+    end = raw.find(b"\n", start)
+    line = raw[start:end if end >= 0 else len(raw)]
+    header = line.strip().split(b";")
+    if len(header) < 3 or header[0] != b"$ANSIBLE_VAULT" or header[1] not in (b"1.1", b"1.2") or header[2].strip() != b"AES256":
         raise VaultFormatError("not an ansible-vault 1.1/1.2 AES256 file")
     try:
-        salt, tag, ciphertext = binascii.unhexlify("".join(line.strip() for line in lines[1:])).split(b"\n", 2)
-        return binascii.unhexlify(salt), binascii.unhexlify(tag), binascii.unhexlify(ciphertext)
+        # The header holds no whitespace: without any, the hex begins right after it.
+        compact = raw.translate(None, _WHITESPACE) if end >= 0 else b""
+        body = binascii.unhexlify(memoryview(compact)[len(line.translate(None, _WHITESPACE)):])
+        del compact
+        first = body.index(b"\n")
+        second = body.index(b"\n", first + 1)
+        view = memoryview(body)
+        return binascii.unhexlify(view[:first]), binascii.unhexlify(view[first + 1:second]), binascii.unhexlify(view[second + 1:])
     except (ValueError, TypeError, binascii.Error):
         raise VaultFormatError("the vault body is malformed")
 
@@ -153,12 +175,13 @@ def _open(salt, tag, ciphertext, keys):
     except InvalidSignature:
         raise VaultFormatError("HMAC verification failed")
     decryptor = Cipher(algorithms.AES(key1), modes.CTR(iv)).decryptor()
-    unpadder = padding.PKCS7(128).unpadder()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
-    try:
-        return unpadder.update(padded) + unpadder.finalize()
-    except ValueError:
+    padded = decryptor.update(ciphertext)
+    decryptor.finalize()    # a stream cipher: nothing is held back
+    # PKCS#7 (what cryptography's unpadder checks, without its two further copies of a large file).
+    pad = padded[-1] if padded else 0
+    if not 1 <= pad <= 16 or len(padded) % 16 or padded[-pad:] != bytes([pad]) * pad:
         raise VaultFormatError("bad padding")
+    return padded[:-pad]
 
 
 def vault_encrypt(plaintext, password):
@@ -174,15 +197,15 @@ def vault_decrypt(text, password):
 
 
 # The helper of KeyFactory: fresh salts and their keys, one per byte asked for on stdin.
+# hashlib's PBKDF2 is OpenSSL's, as cryptography's is: the same keys (the module checks the helper's first pair),
+# in a process that does not load cryptography (half the memory; a job runs one per module).
 _KEY_HELPER = r"""
-import os, sys
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+import hashlib, os, sys
 source, sink = sys.stdin.buffer, sys.stdout.buffer
 password = source.read(int.from_bytes(source.read(4), "big"))
 while source.read(1):
     salt = os.urandom(32)
-    sink.write(salt + PBKDF2HMAC(algorithm=hashes.SHA256(), length=80, salt=salt, iterations=10000).derive(password))
+    sink.write(salt + hashlib.pbkdf2_hmac("sha256", password, salt, 10000, 80))
     sink.flush()
 """
 
@@ -203,7 +226,7 @@ class KeyFactory:
         self._pid = os.getpid()
         self._ready = queue.Queue()
         self._write_lock = threading.Lock()
-        self._proc = subprocess.Popen([sys.executable, '-c', _KEY_HELPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self._proc = subprocess.Popen([sys.executable, '-I', '-S', '-c', _KEY_HELPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.DEVNULL, close_fds=True)
         self._proc.stdin.write(len(password).to_bytes(4, 'big') + password + b'\x01' * depth)
         self._proc.stdin.flush()
@@ -250,6 +273,55 @@ class KeyFactory:
             self._proc.wait(5)
 
 
+class KeyTable:
+    """The keys of many salts in one bytes object, records sorted by salt (32 bytes of salt, then 80 of keys).
+
+    The key cache of a store holds the keys of every entry file: as a dict of tuples, 10,000 entries
+    are some 30,000 objects in every module process that opens the store; here they are one object,
+    and a lookup is a binary search.
+    """
+
+    SALT = 32
+    RECORD = SALT + 80
+
+    def __init__(self, records=b''):
+        if len(records) % self.RECORD:
+            raise ValueError('a key table is made of %d-byte records' % self.RECORD)
+        self._records = bytes(records)
+        self._count = len(records) // self.RECORD
+
+    @classmethod
+    def of(cls, keys_by_salt):
+        """From (salt, (key1, key2, iv)) pairs; salts of another length than ansible-vault's 32 bytes are left out."""
+        return cls(b''.join(salt + b''.join(keys) for salt, keys in sorted(keys_by_salt)
+                            if len(salt) == cls.SALT and sum(len(k) for k in keys) == cls.RECORD - cls.SALT))
+
+    def __len__(self):
+        return self._count
+
+    def get(self, salt):
+        if len(salt) != self.SALT:
+            return None
+        records, size = self._records, self.RECORD
+        low, high = 0, self._count
+        while low < high:
+            middle = (low + high) // 2
+            start = middle * size
+            found = records[start:start + self.SALT]
+            if found == salt:
+                keys = records[start + self.SALT:start + size]
+                return keys[:32], keys[32:64], keys[64:80]
+            if found < salt:
+                low = middle + 1
+            else:
+                high = middle
+        return None
+
+    @property
+    def records(self):
+        return self._records
+
+
 class VaultKeys:
     """ansible-vault encryption with one password, deriving the keys of a salt once.
 
@@ -263,7 +335,8 @@ class VaultKeys:
 
     def __init__(self, password_source, factory_after=FACTORY_AFTER):
         self._password_source = password_source
-        self._keys = {}
+        self._keys = {}          # salts this run derived or wrote
+        self._tables = []        # KeyTables adopted from the key cache, looked up after _keys
         self._derived = set()    # salts whose keys this object (or its helper) derived from the password
         self.derivations = 0
         self.on_miss = None      # called once, at the first salt without keys (loads the key cache)
@@ -325,11 +398,11 @@ class VaultKeys:
 
     def decrypt(self, text):
         salt, tag, ciphertext = _parse(text)
-        keys = self._keys.get(salt)
+        keys = self.keys(salt)
         if keys is None and self.on_miss is not None:
             on_miss, self.on_miss = self.on_miss, None
             on_miss()
-            keys = self._keys.get(salt)
+            keys = self.keys(salt)
         if keys is not None:
             try:
                 return _open(salt, tag, ciphertext, keys)
@@ -338,12 +411,18 @@ class VaultKeys:
                     raise
         return _open(salt, tag, ciphertext, self._derive(salt))
 
-    def adopt(self, keys_by_salt):
-        for salt, keys in keys_by_salt.items():
-            self._keys.setdefault(salt, keys)
+    def adopt(self, table):
+        """Keys to try before deriving (a KeyTable); keys this object already holds come first."""
+        self._tables.append(table)
 
     def keys(self, salt):
-        return self._keys.get(salt)
+        keys = self._keys.get(salt)
+        if keys is None:
+            for table in self._tables:
+                keys = table.get(salt)
+                if keys is not None:
+                    break
+        return keys
 
     @property
     def derived(self):
@@ -352,7 +431,7 @@ class VaultKeys:
 
 def salt_of(raw):
     """The salt of an ansible-vault text from its first bytes; None when they are not ansible-vault."""
-    lines = raw.decode('ascii', 'replace').splitlines()
+    lines = raw[:512].decode('ascii', 'replace').splitlines()   # the salt is in the first lines of the body
     if not lines or not lines[0].startswith('$ANSIBLE_VAULT;'):
         return None
     body = ''.join(line.strip() for line in lines[1:])
@@ -781,14 +860,13 @@ class FileStore(Store):
     # -- the key cache -----------------------------------------------------------------------
 
     def _keyring_entries(self, raw):
-        """{salt: keys} of a key cache file; VaultFormatError/ValueError when it does not open."""
-        document = json.loads(self._vault.decrypt(raw.decode('ascii')).decode('utf-8'))
-        found = {}
-        for salt, keys in (document.get('keys') or {}).items():
-            keys = binascii.unhexlify(keys)
-            if len(keys) == 80:
-                found[binascii.unhexlify(salt)] = (keys[:32], keys[32:64], keys[64:80])
-        return found
+        """The KeyTable of a key cache file; VaultFormatError/ValueError when it does not open."""
+        document = json.loads(self._vault.decrypt(raw))
+        if isinstance(document.get('records'), str):
+            return KeyTable(base64.b64decode(document['records']))
+        # The first format, {salt hex: keys hex}: read, and replaced by the next run that derives a key.
+        pairs = ((binascii.unhexlify(salt), binascii.unhexlify(keys)) for salt, keys in (document.get('keys') or {}).items())
+        return KeyTable.of((salt, (keys[:32], keys[32:64], keys[64:])) for salt, keys in pairs if len(keys) == 80)
 
     def _load_keyring(self):
         """Adopt the keys the key cache holds: one derivation opens the keys of every entry file it lists."""
@@ -819,22 +897,23 @@ class FileStore(Store):
             with self._entry_lock(KEYRING, op):
                 target = os.path.join(self.path, KEYRING)
                 raw = self._read_bytes(target)
-                kept = set()
+                kept = None
                 if raw:
                     try:
-                        current = self._keyring_entries(raw)
-                        self._vault.adopt(current)
-                        kept = set(current)
+                        kept = self._keyring_entries(raw)
+                        self._vault.adopt(kept)
                     except (ValueError, TypeError, binascii.Error, VaultFormatError):
                         pass    # made with another password, or damaged: it is replaced
                 live = self._live_salts()
-                keys = dict((salt, self._vault.keys(salt)) for salt in live if self._vault.keys(salt) is not None)
-                if set(keys) == kept:
+                table = KeyTable.of((salt, keys) for salt, keys in ((salt, self._vault.keys(salt)) for salt in live) if keys is not None)
+                if kept is not None and table.records == kept.records:
                     return
                 document = {'about': 'tokenops.rotation key cache: the derived keys of the entry files, so that a run '
                                      'derives them once. Delete it at any time; it is made again.',
-                            'keys': dict((binascii.hexlify(salt).decode('ascii'), binascii.hexlify(b''.join(k)).decode('ascii'))
-                                         for salt, k in keys.items())}
+                            'format': 'records: base64 of %d-byte records sorted by salt, each an entry file\'s 32-byte salt '
+                                      'and its 80 bytes of derived keys' % KeyTable.RECORD,
+                            'entries': len(table),
+                            'records': base64.b64encode(table.records).decode('ascii')}
                 blob = self._vault.encrypt(json.dumps(document, sort_keys=True).encode('utf-8')).encode('ascii')
                 self._write_file(target, blob)
                 self._keyring_salt = salt_of(blob)

@@ -175,6 +175,26 @@ options:
         description: Seconds to wait for the Pushgateway's answer.
         type: float
         default: 10
+  set_stats:
+    description:
+      - Hand RV(stats) under RV(stats_key), and RV(tokens) under C(tokenops_rotation_tokens) (with the slice's suffix
+        of RV(stats_key)), to the next node of an AWX workflow, as a C(ansible.builtin.set_stats) task with
+        C(per_host=false) and C(aggregate=true) would. The task result carries them as RV(ansible_stats),
+        which Ansible keeps as the run's custom stats (ansible-runner's C(artifact_data)).
+      - A C(set_stats) task would template every token's result again; at thousands of tokens that costs the job
+        seconds of CPU. Playbook C(tokenops.rotation.rotate) sets this.
+      - Nothing is handed on when the task fails.
+    type: bool
+    default: false
+  return_rows:
+    description:
+      - Return what grows with the number of tokens in the task result, RV(rows), RV(tokens) and RV(scope).
+      - With V(false) the result keeps the summary, the counts and the items that need a person
+        (RV(needs_person), RV(failures)); the files have every row, and with O(set_stats=true) the workflow gets
+        RV(tokens). A task result is a job event that AWX keeps in its database, and a fork of ansible-playbook
+        decodes, copies and registers it. Playbook C(tokenops.rotation.rotate) returns them at C(-v) and above.
+    type: bool
+    default: true
 notes:
   - Rows are sorted by urgency. First what fails the job, then a person's tasks, then tokens the
     run changed, then tokens another run held, then the rest. Within each group the token that
@@ -255,7 +275,7 @@ prediction:
   type: bool
 rows:
   description: One row per token, most urgent first.
-  returned: always
+  returned: unless O(return_rows=false)
   type: list
   elements: dict
   contains:
@@ -348,7 +368,7 @@ scope:
     - What the report covers, kept so that reports of job slices merge into what one run would report
       (O(merge)). C(endpoints) lists each C(product) and C(endpoint); C(das_audit) lists per DAS tenant C(url)
       the C(endpoints) that audited it and the token ids they C(managed).
-  returned: always
+  returned: unless O(return_rows=false)
   type: dict
 stats_key:
   description:
@@ -379,8 +399,8 @@ tokens:
   description:
     - Every token's result as its module returned it (never a secret), by product and inventory
       host, for C(ansible.builtin.set_stats) (playbook C(tokenops.rotation.rotate) hands it on as
-      C(tokenops_rotation_tokens)).
-  returned: always
+      C(tokenops_rotation_tokens), with O(set_stats=true)).
+  returned: unless O(return_rows=false)
   type: dict
   sample: {das: {tenant-a: [{id: ci-deployer, action: rotated, changed: true}]}}
 """
@@ -410,6 +430,8 @@ from ansible_collections.tokenops.rotation.plugins.module_utils.report import (
     to_prometheus,
 )
 
+# What return_rows=false leaves out of the task result: it grows with the tokens (the files have it all).
+PER_TOKEN = ("rows", "tokens", "scope")
 _LAST_SUCCESS_LINE = re.compile(r"^%s(?:\{[^}]*\})?[ \t]+([0-9.eE+-]+)[ \t]*$" % LAST_SUCCESS, re.MULTILINE)
 
 
@@ -532,6 +554,8 @@ def main():
             consent_wait_limit=dict(type="str", default="1d"),
             fail=dict(type="bool", default=False),
             pushgateway=dict(type="dict", options=pushgateway.SPEC),
+            set_stats=dict(type="bool", default=False),
+            return_rows=dict(type="bool", default=True),
         ),
         required_one_of=[("sources", "merge")],
         mutually_exclusive=[("sources", "merge")],
@@ -601,9 +625,18 @@ def main():
 
     summary = summary_lines(report)
     summary[1:1] = endpoint_lines(report)
+    tokens = token_results(sources)
     out = dict(changed=bool(files), files=files, stats=stats(report, files), stats_key=stats_key(report["slice"]), summary=summary,
-               tokens=token_results(sources), failure_lines=failure_lines(report), pushgateway=pushed, **report)
+               tokens=tokens, failure_lines=failure_lines(report), pushgateway=pushed, **report)
     out.pop("warnings")     # Ansible's own key: the task's warnings went out through module.warn
+    if p["set_stats"]:
+        # What a task result says under ansible_stats, Ansible keeps as the run's custom stats (set_stats returns
+        # the same); no set_stats task templates thousands of rows again.
+        out["ansible_stats"] = {"data": {out["stats_key"]: out["stats"], stats_key(report["slice"], "tokenops_rotation_tokens"): tokens},
+                                "per_host": False, "aggregate": True}
+    if not p["return_rows"]:
+        for name in PER_TOKEN:
+            out.pop(name, None)
     if p["fail"] and report["failures"]:
         out.pop("failed", None)
         module.fail_json(msg="\n".join(out["failure_lines"]), **out)

@@ -8,6 +8,7 @@ The contract both backends share is in test_store.py; these are the file store's
 
 from __future__ import annotations
 
+import base64
 import json
 import multiprocessing
 import os
@@ -502,7 +503,8 @@ def test_the_key_cache_opens_every_entry_with_one_derivation(store_path, tmp_pat
     assert keyring.read_text().startswith('$ANSIBLE_VAULT;1.1;AES256')
     view = subprocess.run([CLI, 'view', '--vault-password-file', password_file(tmp_path), str(keyring)],
                           capture_output=True, text=True, timeout=60, check=True).stdout
-    assert len(yaml.safe_load(view)['keys']) == 20      # it opens with the password like every entry
+    cache = yaml.safe_load(view)                        # it opens with the password like every entry
+    assert cache['entries'] == 20 and len(base64.b64decode(cache['records'])) == 20 * store_file.KeyTable.RECORD
 
     reader = open_store(store_path)
     for n in range(20):
@@ -516,14 +518,72 @@ def test_the_key_cache_opens_every_entry_with_one_derivation(store_path, tmp_pat
     for n in range(10):
         rotating.write('k/e%d' % n, {'n': n + 100}, 1)
     rotating.close()
-    assert len(json_keys(keyring, rotating)) == 20           # replaced files' keys are dropped, new ones kept
+    assert cached_salts(keyring, rotating) == set(salts_of_entries(store_path))   # replaced files' keys are dropped, new ones kept
     fresh = open_store(store_path)
     assert [fresh.read('k/e%d' % n).version for n in range(20)] == [2] * 10 + [1] * 10
     assert fresh.derivations == 1
 
 
-def json_keys(keyring, store):
-    return json.loads(store._vault.decrypt(keyring.read_text()))['keys']
+def cached_salts(keyring, store):
+    records = base64.b64decode(json.loads(store._vault.decrypt(keyring.read_text()))['records'])
+    size = store_file.KeyTable.RECORD
+    return set(records[i:i + 32] for i in range(0, len(records), size))
+
+
+def salts_of_entries(store_path):
+    return [store_file._parse(open(path).read())[0] for path in entry_files(store_path) if path.endswith(store_file.ENTRY_SUFFIX)]
+
+
+def test_the_key_cache_of_the_first_format_is_read_and_then_replaced(store_path):
+    writer = open_store(store_path)
+    for n in range(5):
+        writer.write('k/e%d' % n, {'n': n}, 0)
+    keys = dict((salt, writer._vault.keys(salt)) for salt in salts_of_entries(store_path))
+    writer._vault.close()                     # the run ends without keeping a key cache of its own
+    keyring = store_path / store_file.KEYRING
+    document = {'keys': dict((s.hex(), b''.join(k).hex()) for s, k in keys.items())}
+    keyring.write_text(store_file.vault_encrypt(json.dumps(document).encode(), PASSWORD.encode()))
+    reader = open_store(store_path)
+    assert [reader.read('k/e%d' % n) for n in range(5)] == [Entry({'n': n}, 1) for n in range(5)]
+    assert reader.derivations == 1            # the key cache itself: its keys opened every entry
+    reader.write('k/e0', {'n': 'new'}, 1)
+    reader.close()
+    assert cached_salts(keyring, reader) == set(salts_of_entries(store_path))
+    assert 'records' in json.loads(reader._vault.decrypt(keyring.read_text()))
+
+
+def test_the_key_table_finds_each_salt_it_holds_and_no_other():
+    pairs = [(os.urandom(32), (os.urandom(32), os.urandom(32), os.urandom(16))) for _ in range(200)]
+    table = store_file.KeyTable.of(pairs + [(b'short salt', (b'k' * 32, b'h' * 32, b'i' * 16))])
+    assert len(table) == 200                  # ansible-vault's salts are 32 bytes; others are derived each time
+    assert all(table.get(salt) == keys for salt, keys in pairs)
+    assert table.get(os.urandom(32)) is None and table.get(b'short salt') is None and table.get(b'') is None
+    assert store_file.KeyTable(table.records).get(pairs[7][0]) == pairs[7][1]
+    with pytest.raises(ValueError):
+        store_file.KeyTable(b'x' * 100)
+
+
+def test_the_key_cache_of_a_large_store_opens_within_a_few_times_its_size(store_path):
+    # Every module of a job opens the key cache at once; at 10,000 entries the first format took 5 times the file's
+    # size (about 50 MB) in each of them, which is what the job's peak memory was made of.
+    import tracemalloc
+    pairs = [(os.urandom(32), (os.urandom(32), os.urandom(32), os.urandom(16))) for _ in range(5000)]
+    table = store_file.KeyTable.of(pairs)
+    document = {'records': base64.b64encode(table.records).decode('ascii'), 'entries': len(table)}
+    open_store(store_path).write('k/e', {'n': 1}, 0)
+    keyring = store_path / store_file.KEYRING
+    keyring.write_text(store_file.vault_encrypt(json.dumps(document).encode(), PASSWORD.encode()))
+    size = keyring.stat().st_size
+    reader = open_store(store_path)
+    tracemalloc.start()
+    try:
+        assert reader.read('k/e') == Entry({'n': 1}, 1)    # its first read opens the key cache
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert reader._vault.keys(pairs[4321][0]) == pairs[4321][1]
+    assert peak < 3 * size, (peak, size)
+    assert kept < size / 2, (kept, size)      # one object for all the keys, not three per entry
 
 
 def test_a_wrong_or_damaged_key_cache_costs_time_never_a_result(store_path):

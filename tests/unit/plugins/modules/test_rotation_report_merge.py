@@ -75,3 +75,32 @@ def test_bad_slice_and_option_combinations_fail_clearly(tmp_path):
     assert both["failed"] and "mutually exclusive" in both["msg"]
     neither = run_module(tmp_path, sources=None)
     assert neither["failed"] and "one of the following is required" in neither["msg"]
+
+
+def test_set_stats_hands_the_outcome_and_every_tokens_result_to_the_workflow(tmp_path):
+    # A task result's ansible_stats is what Ansible keeps as the run's custom stats (ansible.builtin.set_stats returns
+    # the same); playbook tokenops.rotation.rotate relies on it instead of a set_stats task (test_awx_job checks the artifacts).
+    result = run_module(tmp_path, slice="4711", set_stats=True)
+    assert not result.get("failed"), result
+    assert result["ansible_stats"]["per_host"] is False and result["ansible_stats"]["aggregate"] is True
+    data = result["ansible_stats"]["data"]
+    assert sorted(data) == ["tokenops_rotation_report_slice_4711", "tokenops_rotation_tokens_slice_4711"]
+    assert data["tokenops_rotation_report_slice_4711"] == result["stats"]
+    assert data["tokenops_rotation_tokens_slice_4711"] == result["tokens"]
+    assert sorted(r["id"] for r in data["tokenops_rotation_tokens_slice_4711"]["das"]["tenant-a"]) == ["broken", "ok"]
+    (tmp_path / "plain").mkdir()
+    assert "ansible_stats" not in run_module(tmp_path / "plain")       # only when asked: a role's check hands nothing on
+
+
+def test_return_rows_false_leaves_what_grows_with_the_tokens_in_the_files(tmp_path):
+    full = run_module(tmp_path)
+    (tmp_path / "lean").mkdir()
+    lean = run_module(tmp_path / "lean", return_rows=False, set_stats=True, dest=str(tmp_path / "reports"))   # the same files
+    assert not lean.get("failed"), lean
+    assert {"rows", "tokens", "scope"} <= set(full) and not {"rows", "tokens", "scope"} & set(lean)
+    for kept in ("summary", "counts", "needs_person", "failures", "failure_lines", "outcome", "stats", "stats_key"):
+        assert lean[kept] == full[kept], kept
+    assert lean["failures"]                                                # what needs a person stays in the result
+    written = json.loads((tmp_path / "reports" / "tokenops-rotation.json").read_text())
+    assert [r["token"] for r in written["rows"]] == [r["token"] for r in full["rows"]] and written["scope"] == full["scope"]
+    assert lean["ansible_stats"]["data"]["tokenops_rotation_tokens"] == full["tokens"]
