@@ -202,3 +202,32 @@ def test_awx_marks_the_hosts_that_own_what_needs_a_person(fleet, tmp_path):
     assert "payouts" in messages["as-1"] and "pam-a" not in messages["as-1"] and "automation" not in messages["as-1"], messages
     assert set(result.stats.get("failures", {})) == {"pam-a", "as-1"}, result.stats
     assert_no_secret_in(result, fleet.canaries | fleet.das.sim.issued | fleet.dpa.sim.issued | fleet.ss.sim.issued | fleet.op.sim.issued)
+
+
+@pytest.mark.parametrize("fleet", ["file"], indirect=True)
+def test_a_job_hands_every_tokens_result_to_the_workflow_and_keeps_its_events_small(fleet, tmp_path):
+    """The next workflow node gets the outcome and every token's result (AWX's artifacts, from set_stats), while at
+    default verbosity the report task's event (AWX keeps every event in its database) carries no row; -v adds them."""
+    quiet = fleet.job(tmp_path / "job").run(verbosity=0)
+    assert quiet.status == "successful" and quiet.rc == 0, quiet
+    artifacts = quiet.artifact_data
+    tokens = artifacts["tokenops_rotation_tokens"]
+    assert {(product, host, r["id"], r["action"]) for product, hosts in tokens.items() for host, rows in hosts.items() for r in rows} == {
+        ("das", "tenant-a", "ci-deployer", "created"), ("dpa", "dpa-a", "reporting", "created"),
+        ("secretserver", "pam-a", "automation", "created"), ("openpayments", "as-1", "invoicing", "created")}
+    [report] = [e["event_data"]["res"] for e in quiet.events if e.get("event") == "runner_on_ok"
+                and e["event_data"].get("task", "").startswith("Report | One row per token")]
+    assert not {"rows", "tokens", "scope"} & set(report) and report["summary"] and report["counts"]["tokens"] >= 4, sorted(report)
+    assert artifacts["tokenops_rotation_report"] == report["stats"] and report["stats"]["outcome"] in ("ok", "attention")
+    assert report["ansible_stats"]["data"]["tokenops_rotation_tokens"] == tokens     # handed on once, by the report task
+    assert not [e for e in quiet.events if e.get("event") == "runner_on_ok"
+                and (e.get("event_data") or {}).get("task_action") in ("set_stats", "ansible.builtin.set_stats")]
+    # No fork per host for the final play when nothing needs a person: its first task (a meta task) ends it.
+    assert not [e for e in quiet.events if (e.get("event_data") or {}).get("task", "").startswith("Fail | Name")]
+
+    loud = fleet.job(tmp_path / "job-v").run(verbosity=1)
+    assert loud.status == "successful", loud
+    [report] = [e["event_data"]["res"] for e in loud.events if e.get("event") == "runner_on_ok"
+                and e["event_data"].get("task", "").startswith("Report | One row per token")]
+    assert [r["token"] for r in report["rows"]] and report["tokens"]["das"]["tenant-a"][0]["id"] == "ci-deployer"
+    assert loud.artifact_data["tokenops_rotation_tokens"]["das"]["tenant-a"][0]["action"] == "none"
