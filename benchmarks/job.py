@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -300,6 +301,10 @@ class Bench:
 
     def close(self):
         self.bao.stop()
+        if self.args.keep:
+            log("kept the runs' files in %s" % self.work)
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)   # stores of 10,000 entries, reports, spool: gigabytes per run
 
     def store(self, kind, n):
         if kind == "vault":
@@ -436,6 +441,7 @@ def main():
     parser.add_argument("--floor", action="store_true", help="only measure ansible-playbook with each fleet's inventory and an empty play")
     parser.add_argument("--playbook", default=str(REPO / "playbooks" / "rotate.yml"), help="the job's playbook")
     parser.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/RESULTS-job.md alone")
+    parser.add_argument("--keep", action="store_true", help="keep the runs' files (stores, inventories, reports, output) in the temporary folder")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "RESULTS-job.md"))
     parser.add_argument("--render", default="", help="only render the results of earlier runs (their --out + .json files, comma separated)")
     args = parser.parse_args()

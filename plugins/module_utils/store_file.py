@@ -57,6 +57,7 @@ import datetime
 import errno
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -120,16 +121,37 @@ def is_vault(text):
     return text.lstrip().startswith("$ANSIBLE_VAULT;")
 
 
-def _seal(plaintext, salt, keys):
+# Files of megabytes (the key cache of a large store) are written and read a slice at a time: ansible-vault's format
+# hex-encodes twice, and whole copies of the text would be several times the file in every module of a job.
+_SLICE_LINES = 2048                 # 80-character lines of the file per slice
+_SLICE = 80 * _SLICE_LINES
+
+
+def _seal_chunks(plaintext, salt, keys):
+    """ansible-vault 1.1 text (bytes slices), as `ansible-vault encrypt` writes it: the header, lines of 80 hex digits."""
     key1, key2, iv = keys
     padder = padding.PKCS7(128).padder()
     encryptor = Cipher(algorithms.AES(key1), modes.CTR(iv)).encryptor()
     ciphertext = encryptor.update(padder.update(plaintext) + padder.finalize()) + encryptor.finalize()
     signer = HMAC(key2, hashes.SHA256())
     signer.update(ciphertext)
-    body = binascii.hexlify(b"\n".join([binascii.hexlify(salt), binascii.hexlify(signer.finalize()), binascii.hexlify(ciphertext)]))
-    lines = [VAULT_HEADER] + [body[i:i + 80].decode("ascii") for i in range(0, len(body), 80)]
-    return "\n".join(lines) + "\n"
+    inner = [binascii.hexlify(salt) + b"\n" + binascii.hexlify(signer.finalize()) + b"\n"]
+    view = memoryview(ciphertext)
+    step = _SLICE // 4        # ciphertext bytes per slice of the file (hex of hex: four digits a byte)
+    inner.extend(view[i:i + step] for i in range(0, len(ciphertext), step))
+    yield VAULT_HEADER.encode("ascii") + b"\n"
+    pending = b""
+    for index, piece in enumerate(inner):
+        pending += piece if index == 0 else binascii.hexlify(piece)
+        whole = len(pending) - len(pending) % 40 if index < len(inner) - 1 else len(pending)
+        body = binascii.hexlify(pending[:whole])
+        pending = pending[whole:]
+        if body:
+            yield b"\n".join(body[i:i + 80] for i in range(0, len(body), 80)) + b"\n"
+
+
+def _seal(plaintext, salt, keys):
+    return b"".join(_seal_chunks(plaintext, salt, keys)).decode("ascii")
 
 
 _WHITESPACE = b" \t\r\n\v\f"
@@ -182,6 +204,71 @@ def _open(salt, tag, ciphertext, keys):
     if not 1 <= pad <= 16 or len(padded) % 16 or padded[-pad:] != bytes([pad]) * pad:
         raise VaultFormatError("bad padding")
     return padded[:-pad]
+
+
+def _open_file(handle, keys_of):
+    """The plaintext (a bytearray) of an ansible-vault 1.1/1.2 AES256 file, read a slice at a time.
+
+    keys_of(salt) gives the keys to try. VaultFormatError when it is not such a file or the keys do not open it.
+    """
+    first = handle.readline(4096)
+    while first and not first.strip():
+        first = handle.readline(4096)
+    header = first.strip().split(b";")
+    if len(header) < 3 or header[0] != b"$ANSIBLE_VAULT" or header[1] not in (b"1.1", b"1.2") or header[2].strip() != b"AES256":
+        raise VaultFormatError("not an ansible-vault 1.1/1.2 AES256 file")
+
+    def inner():     # the outer hex layer, decoded slice by slice
+        carry = b""
+        while True:
+            piece = handle.read(_SLICE)
+            if not piece:
+                break
+            piece = carry + piece.translate(None, _WHITESPACE)
+            whole = len(piece) - len(piece) % 2
+            carry = piece[whole:]
+            if whole:
+                yield binascii.unhexlify(piece[:whole])
+        if carry:
+            raise ValueError("odd number of hex digits")
+
+    try:
+        slices = inner()
+        pending, fields = b"", []
+        for piece in slices:
+            pending += piece
+            while len(fields) < 2 and b"\n" in pending:
+                field, pending = pending.split(b"\n", 1)
+                fields.append(binascii.unhexlify(field))
+            if len(fields) == 2:
+                break
+        if len(fields) < 2:
+            raise ValueError("no salt and tag")
+        salt, tag = fields
+        key1, key2, iv = keys_of(salt)
+        verifier = HMAC(key2, hashes.SHA256())
+        decryptor = Cipher(algorithms.AES(key1), modes.CTR(iv)).decryptor()
+        plain, carry = bytearray(), b""
+        for piece in itertools.chain([pending], slices):     # the hex of the ciphertext
+            piece = carry + piece
+            whole = len(piece) - len(piece) % 2
+            carry = piece[whole:]
+            ciphertext = binascii.unhexlify(piece[:whole])
+            verifier.update(ciphertext)
+            plain += decryptor.update(ciphertext)
+        if carry:
+            raise ValueError("odd number of hex digits")
+    except (ValueError, TypeError, binascii.Error):
+        raise VaultFormatError("the vault body is malformed")
+    try:
+        verifier.verify(tag)
+    except InvalidSignature:
+        raise VaultFormatError("HMAC verification failed")
+    pad = plain[-1] if plain else 0
+    if not 1 <= pad <= 16 or len(plain) % 16 or plain[-pad:] != bytes([pad]) * pad:
+        raise VaultFormatError("bad padding")
+    del plain[-pad:]
+    return plain
 
 
 def vault_encrypt(plaintext, password):
@@ -352,15 +439,41 @@ class VaultKeys:
         self._derived.add(salt)
         return keys
 
-    def encrypt(self, plaintext):
+    def _new_file_keys(self):
+        """A fresh salt and its keys: from the helper when it has a pair ready, else derived here."""
         pair = self._fresh_pair()
         if pair is None:
             salt = os.urandom(32)
-            return _seal(plaintext, salt, self._derive(salt))
+            return salt, self._derive(salt)
         salt, keys = pair
         self._keys[salt] = keys
         self._derived.add(salt)
-        return _seal(plaintext, salt, keys)
+        return salt, keys
+
+    def encrypt(self, plaintext):
+        return _seal(plaintext, *self._new_file_keys())
+
+    def encrypt_chunks(self, plaintext):
+        """(salt, the ansible-vault text as bytes slices) for a large file."""
+        salt, keys = self._new_file_keys()
+        return salt, _seal_chunks(plaintext, salt, keys)
+
+    def open_file(self, handle):
+        """(salt, plaintext) of a large file read a slice at a time; keys this object holds are tried first."""
+        found = []
+
+        def keys_of(salt):
+            found.append(salt)
+            keys = self.keys(salt)
+            return keys if keys is not None else self._derive(salt)
+        try:
+            plain = _open_file(handle, keys_of)
+        except VaultFormatError:
+            if not found or found[0] in self._derived:
+                raise
+            handle.seek(0)      # held keys that do not open it: the password decides
+            plain = _open_file(handle, self._derive)
+        return found[0], plain
 
     def _fresh_pair(self):
         with self._factory_lock:
@@ -775,7 +888,7 @@ class FileStore(Store):
             _fsync_dir(os.path.dirname(created))
 
     def _write_file(self, target, blob):
-        """Temporary file in target's folder, fsync, rename over target, fsync the folder."""
+        """Temporary file in target's folder, fsync, rename over target, fsync the folder. blob: bytes, or bytes slices."""
         folder = os.path.dirname(target)
         if not os.path.isdir(folder):
             self._makedirs(folder)
@@ -783,7 +896,8 @@ class FileStore(Store):
         try:
             with os.fdopen(fd, 'wb') as handle:
                 os.fchmod(handle.fileno(), 0o600)
-                handle.write(blob)
+                for piece in [blob] if isinstance(blob, bytes) else blob:
+                    handle.write(piece)
                 handle.flush()
                 os.fsync(handle.fileno())
             self._folder_sync.rename(tmp, target)
@@ -859,22 +973,30 @@ class FileStore(Store):
 
     # -- the key cache -----------------------------------------------------------------------
 
-    def _keyring_entries(self, raw):
-        """The KeyTable of a key cache file; VaultFormatError/ValueError when it does not open."""
-        document = json.loads(self._vault.decrypt(raw))
+    def _read_keyring(self, target):
+        """(KeyTable, salt) of the key cache file, (None, None) when there is none; VaultFormatError/ValueError when it
+        does not open. Read a slice at a time: at 10,000 entries the file is megabytes, and every module opens it."""
+        try:
+            handle = open(target, 'rb')
+        except FileNotFoundError:
+            return None, None
+        with handle:
+            salt, plain = self._vault.open_file(handle)
+        document = json.loads(plain)
+        del plain
         if isinstance(document.get('records'), str):
-            return KeyTable(base64.b64decode(document['records']))
+            return KeyTable(base64.b64decode(document['records'])), salt
         # The first format, {salt hex: keys hex}: read, and replaced by the next run that derives a key.
-        pairs = ((binascii.unhexlify(salt), binascii.unhexlify(keys)) for salt, keys in (document.get('keys') or {}).items())
-        return KeyTable.of((salt, (keys[:32], keys[32:64], keys[64:])) for salt, keys in pairs if len(keys) == 80)
+        pairs = ((binascii.unhexlify(hex_salt), binascii.unhexlify(keys)) for hex_salt, keys in (document.get("keys") or {}).items())
+        return KeyTable.of((entry, (keys[:32], keys[32:64], keys[64:])) for entry, keys in pairs if len(keys) == 80), salt
 
     def _load_keyring(self):
         """Adopt the keys the key cache holds: one derivation opens the keys of every entry file it lists."""
         try:
-            raw = self._read_bytes(os.path.join(self.path, KEYRING))
-            if raw:
-                self._vault.adopt(self._keyring_entries(raw))
-                self._keyring_salt = salt_of(raw)
+            table, salt = self._read_keyring(os.path.join(self.path, KEYRING))
+            if table is not None:
+                self._vault.adopt(table)
+                self._keyring_salt = salt
         except (OSError, ValueError, TypeError, AttributeError, binascii.Error, VaultFormatError):
             pass   # a cache that does not open is no cache: every entry opens with the password
 
@@ -896,14 +1018,13 @@ class FileStore(Store):
                 return
             with self._entry_lock(KEYRING, op):
                 target = os.path.join(self.path, KEYRING)
-                raw = self._read_bytes(target)
                 kept = None
-                if raw:
-                    try:
-                        kept = self._keyring_entries(raw)
+                try:
+                    kept, _salt = self._read_keyring(target)
+                    if kept is not None:
                         self._vault.adopt(kept)
-                    except (ValueError, TypeError, binascii.Error, VaultFormatError):
-                        pass    # made with another password, or damaged: it is replaced
+                except (ValueError, TypeError, binascii.Error, VaultFormatError):
+                    pass    # made with another password, or damaged: it is replaced
                 live = self._live_salts()
                 table = KeyTable.of((salt, keys) for salt, keys in ((salt, self._vault.keys(salt)) for salt in live) if keys is not None)
                 if kept is not None and table.records == kept.records:
@@ -914,9 +1035,9 @@ class FileStore(Store):
                                       'and its 80 bytes of derived keys' % KeyTable.RECORD,
                             'entries': len(table),
                             'records': base64.b64encode(table.records).decode('ascii')}
-                blob = self._vault.encrypt(json.dumps(document, sort_keys=True).encode('utf-8')).encode('ascii')
-                self._write_file(target, blob)
-                self._keyring_salt = salt_of(blob)
+                salt, chunks = self._vault.encrypt_chunks(json.dumps(document, sort_keys=True).encode('utf-8'))
+                self._write_file(target, chunks)
+                self._keyring_salt = salt
 
     def _live_salts(self):
         """The salts of the entry files now in the store (the first bytes of each file hold its salt)."""
