@@ -45,6 +45,8 @@ is opened again without deriving (the check-and-set read of every write is such 
 end of a run the keys of the entry files are kept in `<file_path>/.keyring` (ansible-vault, same
 password), so the next run opens every entry with one derivation. Past a few writes, a helper
 process derives the keys of fresh salts ahead of need, off the GIL of the module's threads.
+The key cache holds its keys as one table (KeyTable) and is written and read a slice at a time: at
+10,000 entries it is a file of megabytes that every module of a job opens.
 """
 
 from __future__ import absolute_import, division, print_function
