@@ -159,33 +159,19 @@ def _seal(plaintext, salt, keys):
 _WHITESPACE = b" \t\r\n\v\f"
 
 
-def _parse(text):
-    """ansible-vault 1.1/1.2 AES256 text (str or bytes) -> (salt, tag, ciphertext).
+def _check_header(line):
+    header = line.strip().split(";")
+    if len(header) < 3 or header[0] != "$ANSIBLE_VAULT" or header[1] not in ("1.1", "1.2") or header[2].strip() != "AES256":
+        raise VaultFormatError("not an ansible-vault 1.1/1.2 AES256 file")
 
-    Byte operations on views, never a list of lines: the key cache of a large store is megabytes of hex
-    lines, and every copy of it is memory the module holds while the job's other modules run.
-    """
+
+def _parse(text):
+    """ansible-vault 1.1/1.2 AES256 text -> (salt, tag, ciphertext)."""
+    lines = text.strip().splitlines()
+    _check_header(lines[0] if lines else "")
     try:
-        raw = text.encode("ascii") if isinstance(text, str) else text
-    except UnicodeEncodeError:
-        raise VaultFormatError("not an ansible-vault 1.1/1.2 AES256 file")
-    start = 0
-    while start < len(raw) and raw[start] in _WHITESPACE:
-        start += 1
-    end = raw.find(b"\n", start)
-    line = raw[start:end if end >= 0 else len(raw)]
-    header = line.strip().split(b";")
-    if len(header) < 3 or header[0] != b"$ANSIBLE_VAULT" or header[1] not in (b"1.1", b"1.2") or header[2].strip() != b"AES256":
-        raise VaultFormatError("not an ansible-vault 1.1/1.2 AES256 file")
-    try:
-        # The header holds no whitespace: without any, the hex begins right after it.
-        compact = raw.translate(None, _WHITESPACE) if end >= 0 else b""
-        body = binascii.unhexlify(memoryview(compact)[len(line.translate(None, _WHITESPACE)):])
-        del compact
-        first = body.index(b"\n")
-        second = body.index(b"\n", first + 1)
-        view = memoryview(body)
-        return binascii.unhexlify(view[:first]), binascii.unhexlify(view[first + 1:second]), binascii.unhexlify(view[second + 1:])
+        salt, tag, ciphertext = binascii.unhexlify("".join(line.strip() for line in lines[1:])).split(b"\n", 2)
+        return binascii.unhexlify(salt), binascii.unhexlify(tag), binascii.unhexlify(ciphertext)
     except (ValueError, TypeError, binascii.Error):
         raise VaultFormatError("the vault body is malformed")
 
@@ -199,13 +185,12 @@ def _open(salt, tag, ciphertext, keys):
     except InvalidSignature:
         raise VaultFormatError("HMAC verification failed")
     decryptor = Cipher(algorithms.AES(key1), modes.CTR(iv)).decryptor()
-    padded = decryptor.update(ciphertext)
-    decryptor.finalize()    # a stream cipher: nothing is held back
-    # PKCS#7 (what cryptography's unpadder checks, without its two further copies of a large file).
-    pad = padded[-1] if padded else 0
-    if not 1 <= pad <= 16 or len(padded) % 16 or padded[-pad:] != bytes([pad]) * pad:
+    unpadder = padding.PKCS7(128).unpadder()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    try:
+        return unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
         raise VaultFormatError("bad padding")
-    return padded[:-pad]
 
 
 def _open_file(handle, keys_of):
@@ -216,9 +201,7 @@ def _open_file(handle, keys_of):
     first = handle.readline(4096)
     while first and not first.strip():
         first = handle.readline(4096)
-    header = first.strip().split(b";")
-    if len(header) < 3 or header[0] != b"$ANSIBLE_VAULT" or header[1] not in (b"1.1", b"1.2") or header[2].strip() != b"AES256":
-        raise VaultFormatError("not an ansible-vault 1.1/1.2 AES256 file")
+    _check_header(first.decode("ascii", "replace"))
 
     def inner():     # the outer hex layer, decoded slice by slice
         carry = b""
@@ -266,6 +249,7 @@ def _open_file(handle, keys_of):
         verifier.verify(tag)
     except InvalidSignature:
         raise VaultFormatError("HMAC verification failed")
+    # PKCS#7, checked in place (cryptography's unpadder would copy the plaintext twice).
     pad = plain[-1] if plain else 0
     if not 1 <= pad <= 16 or len(plain) % 16 or plain[-pad:] != bytes([pad]) * pad:
         raise VaultFormatError("bad padding")
