@@ -403,6 +403,15 @@ tokens:
   returned: unless O(return_rows=false)
   type: dict
   sample: {das: {tenant-a: [{id: ci-deployer, action: rotated, changed: true}]}}
+ansible_stats:
+  description:
+    - With O(set_stats=true), what Ansible keeps as the run's custom stats, as C(ansible.builtin.set_stats) returns it.
+    - C(data) holds RV(stats) under RV(stats_key) and RV(tokens) under the matching C(tokenops_rotation_tokens) key;
+      C(per_host=false), C(aggregate=true).
+  returned: when O(set_stats=true)
+  type: dict
+  sample: {data: {tokenops_rotation_report: {outcome: ok}, tokenops_rotation_tokens: {das: {tenant-a: []}}},
+           per_host: false, aggregate: true}
 """
 
 import glob

@@ -552,8 +552,13 @@ def test_the_key_cache_of_the_first_format_is_read_and_then_replaced(store_path)
     assert 'records' in json.loads(reader._vault.decrypt(keyring.read_text()))
 
 
+def random_pairs(count):
+    """(salt, keys) pairs as the store derives them, without the cost of deriving."""
+    return [(os.urandom(32), (os.urandom(32), os.urandom(32), os.urandom(16))) for _pair in range(count)]
+
+
 def test_the_key_table_finds_each_salt_it_holds_and_no_other():
-    pairs = [(os.urandom(32), (os.urandom(32), os.urandom(32), os.urandom(16))) for _ in range(200)]
+    pairs = random_pairs(200)
     table = store_file.KeyTable.of(pairs + [(b'short salt', (b'k' * 32, b'h' * 32, b'i' * 16))])
     assert len(table) == 200                  # ansible-vault's salts are 32 bytes; others are derived each time
     assert all(table.get(salt) == keys for salt, keys in pairs)
@@ -567,7 +572,7 @@ def test_the_key_cache_of_a_large_store_opens_in_less_memory_than_its_size(store
     # Every module of a job opens the key cache at once; at 10,000 entries the first format took 5 times the file's
     # size (about 50 MB) in each of them, which is what the job's peak memory was made of.
     import tracemalloc
-    pairs = [(os.urandom(32), (os.urandom(32), os.urandom(32), os.urandom(16))) for _ in range(5000)]
+    pairs = random_pairs(5000)
     table = store_file.KeyTable.of(pairs)
     document = {'records': base64.b64encode(table.records).decode('ascii'), 'entries': len(table)}
     open_store(store_path).write('k/e', {'n': 1}, 0)
