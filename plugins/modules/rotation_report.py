@@ -186,6 +186,14 @@ options:
       - Nothing is handed on when the task fails.
     type: bool
     default: false
+  spool_dir:
+    description:
+      - The job's spool folder, where the modules wrote their results (their option C(report_spool)). After the
+        report is written, the spool files the O(sources) name are removed from it, and then the folder. Other files
+        are left, with the folder and a warning.
+      - Playbook C(tokenops.rotation.rotate) passes the folder it made for the run, so that no further task (and no
+        further module process) is needed to clean up. Check mode removes nothing.
+    type: path
   return_rows:
     description:
       - Return what grows with the number of tokens in the task result, RV(rows), RV(tokens) and RV(scope).
@@ -526,6 +534,28 @@ def unspooled(sources):
     return found
 
 
+def remove_spool(folder, sources):
+    """Remove the report_spool files of the sources that are in folder, then folder; the names of other files it
+    holds, which are left as they are (and folder with them)."""
+    folder = os.path.realpath(folder)
+    for source in sources:
+        for name in ("rotate", "cleanup"):
+            stage = source.get(name) if isinstance(source, dict) else None
+            path = stage.get("report_spool") if isinstance(stage, dict) else None
+            if path and os.path.dirname(os.path.realpath(path)) == folder:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+    try:
+        left = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+    if not left:
+        os.rmdir(folder)
+    return left
+
+
 def token_results(sources):
     """The per-token results by product and inventory host, as the modules returned them (for set_stats)."""
     found = {}
@@ -564,6 +594,7 @@ def main():
             fail=dict(type="bool", default=False),
             pushgateway=dict(type="dict", options=pushgateway.SPEC),
             set_stats=dict(type="bool", default=False),
+            spool_dir=dict(type="path"),
             return_rows=dict(type="bool", default=True),
         ),
         required_one_of=[("sources", "merge")],
@@ -646,6 +677,11 @@ def main():
     if not p["return_rows"]:
         for name in PER_TOKEN:
             out.pop(name, None)
+    if p["spool_dir"] and not module.check_mode:
+        left = remove_spool(p["spool_dir"], p["sources"] or [])
+        if left:
+            module.warn("the job's spool folder %s still holds files no source named (%s); it is left as it is"
+                        % (p["spool_dir"], ", ".join(left[:5])))
     if p["fail"] and report["failures"]:
         out.pop("failed", None)
         module.fail_json(msg="\n".join(out["failure_lines"]), **out)

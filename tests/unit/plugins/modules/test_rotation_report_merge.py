@@ -104,3 +104,22 @@ def test_return_rows_false_leaves_what_grows_with_the_tokens_in_the_files(tmp_pa
     written = json.loads((tmp_path / "reports" / "tokenops-rotation.json").read_text())
     assert [r["token"] for r in written["rows"]] == [r["token"] for r in full["rows"]] and written["scope"] == full["scope"]
     assert lean["ansible_stats"]["data"]["tokenops_rotation_tokens"] == full["tokens"]
+
+
+def test_spool_dir_is_removed_once_read_and_only_what_the_sources_name(tmp_path):
+    spool = tmp_path / "tokenops-spool-x"
+    spool.mkdir()
+    (spool / "das-tenant-a-rotate.json").write_text(json.dumps({"results": SOURCES[0]["rotate"]["results"]}))
+    sources = [dict(SOURCES[0], rotate={"report_spool": str(spool / "das-tenant-a-rotate.json"), "results_spooled": 2})]
+    (tmp_path / "c").mkdir()
+    check = run_module(tmp_path / "c", sources=sources, spool_dir=str(spool), _ansible_check_mode=True)
+    assert [r["token"] for r in check["rows"]] == ["broken", "ok"] and (spool / "das-tenant-a-rotate.json").exists()
+    (spool / "stray.json").write_text("{}")
+    kept = run_module(tmp_path, sources=sources, spool_dir=str(spool))
+    assert [r["token"] for r in kept["rows"]] == ["broken", "ok"], kept                 # read first
+    assert sorted(p.name for p in spool.iterdir()) == ["stray.json"] and "stray.json" in json.dumps(kept["warnings"])
+    (spool / "stray.json").unlink()
+    (spool / "das-tenant-a-rotate.json").write_text(json.dumps({"results": SOURCES[0]["rotate"]["results"]}))
+    (tmp_path / "again").mkdir()
+    gone = run_module(tmp_path / "again", sources=sources, spool_dir=str(spool))
+    assert not gone.get("failed") and not gone.get("warnings") and not spool.exists(), gone
