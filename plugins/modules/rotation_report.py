@@ -535,8 +535,8 @@ def unspooled(sources):
 
 
 def remove_spool(folder, sources):
-    """Remove the report_spool files of the sources that are in folder, then folder; the names of other files it
-    holds, which are left as they are (and folder with them)."""
+    """Remove the report_spool files of the sources that are in folder, then folder. Returns what is left (the other
+    files, or why the folder could not be read or removed): the caller warns, the report stands."""
     folder = os.path.realpath(folder)
     for source in sources:
         for name in ("rotate", "cleanup"):
@@ -545,14 +545,16 @@ def remove_spool(folder, sources):
             if path and os.path.dirname(os.path.realpath(path)) == folder:
                 try:
                     os.unlink(path)
-                except FileNotFoundError:
-                    pass
+                except OSError:
+                    pass    # gone already, or it stays and is listed below
     try:
         left = sorted(os.listdir(folder))
+        if not left:
+            os.rmdir(folder)
     except FileNotFoundError:
         return []
-    if not left:
-        os.rmdir(folder)
+    except OSError as exc:
+        return [str(exc)]
     return left
 
 
@@ -680,8 +682,7 @@ def main():
     if p["spool_dir"] and not module.check_mode:
         left = remove_spool(p["spool_dir"], p["sources"] or [])
         if left:
-            module.warn("the job's spool folder %s still holds files no source named (%s); it is left as it is"
-                        % (p["spool_dir"], ", ".join(left[:5])))
+            module.warn("the job's spool folder %s is left as it is: %s" % (p["spool_dir"], ", ".join(left[:5])))
     if p["fail"] and report["failures"]:
         out.pop("failed", None)
         module.fail_json(msg="\n".join(out["failure_lines"]), **out)

@@ -123,3 +123,8 @@ def test_spool_dir_is_removed_once_read_and_only_what_the_sources_name(tmp_path)
     (tmp_path / "again").mkdir()
     gone = run_module(tmp_path / "again", sources=sources, spool_dir=str(spool))
     assert not gone.get("failed") and not gone.get("warnings") and not spool.exists(), gone
+    not_a_folder = tmp_path / "not-a-folder"
+    not_a_folder.write_text("x")
+    (tmp_path / "odd").mkdir()
+    odd = run_module(tmp_path / "odd", sources=SOURCES, spool_dir=str(not_a_folder))   # a warning, never a traceback
+    assert not odd.get("failed") and "is left as it is" in json.dumps(odd["warnings"]) and not_a_folder.exists(), odd
